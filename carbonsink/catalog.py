@@ -1,0 +1,90 @@
+"""The Intake catalog of a store: one entry per published input and product (and its tables).
+
+Written as an Intake YAML catalog (``sources:`` with intake-xarray's ``zarr`` driver and intake's
+``csv`` driver), which intake 2 opens with ``intake.open_catalog(url)``; ``cat[name].to_dask()``
+gives a lazy xarray Dataset, ``cat[f"{name}_totals"].read()`` a pandas table. Paths are relative to
+the catalog (``{{ CATALOG_DIR }}``) so a store can be moved or mirrored. The catalog points at the
+``latest`` complete version of each dataset at the time it is regenerated and records that version.
+It never carries credentials: S3 consumers take keys (and endpoint) from their environment.
+"""
+from __future__ import annotations
+
+import yaml
+
+from .config import _secret_keys
+from .io.store import Published, Store
+
+CATALOG_NAME = "catalog.yaml"
+
+
+def _public_options(store: Store) -> dict:
+    """Storage options minus secrets (endpoint and the like are kept)."""
+    def scrub(d):
+        if not isinstance(d, dict):
+            return d
+        return {k: scrub(v) for k, v in d.items() if not _secret_keys({k: None})}
+    return scrub(store.storage_options)
+
+
+def _entry_name(p: Published, taken: set[str]) -> str:
+    name = p.name if p.name not in taken else f"{p.kind}_{p.name}"
+    taken.add(name)
+    return name
+
+
+def build_catalog(store: Store) -> dict:
+    """The catalog (as a dict) of everything published in ``store``."""
+    options = _public_options(store)
+    sources: dict = {}
+    taken: set[str] = set()
+    for p in store.published():
+        rec = p.record
+        name = _entry_name(p, taken)
+        units = rec.get("units", {})
+        meta = {
+            "kind": p.kind, "version": p.version, "created": rec.get("created"),
+            "variables": rec.get("variables", []), "units": units,
+            "grid": rec.get("grid"), "years": rec.get("years"),
+            "dims": rec.get("dims", {}),
+        }
+        args = {"urlpath": "{{ CATALOG_DIR }}/" + rec["path"], "consolidated": False}
+        if options:
+            args["storage_options"] = options
+        sources[name] = {
+            "driver": "zarr",
+            "description": rec.get("description") or f"{p.kind} {p.name}",
+            "args": args,
+            "metadata": meta,
+        }
+        for suffix, rel in rec.get("attachments", {}).items():
+            if suffix.endswith(".csv"):
+                tname = f"{name}_{suffix[:-4].replace('.', '_')}"
+                targs = {"urlpath": "{{ CATALOG_DIR }}/" + rel}
+                if options:
+                    targs["storage_options"] = options
+                sources[tname] = {
+                    "driver": "csv",
+                    "description": f"{suffix[:-4]} table of {p.kind} {p.name} {p.version}",
+                    "args": targs,
+                    "metadata": {"kind": "table", "of": name, "version": p.version},
+                }
+    return {
+        "metadata": {"version": 1, "title": "carbonsink store catalog",
+                     "generated_by": "carbonsink.catalog"},
+        "sources": sources,
+    }
+
+
+def write_catalog(store: Store) -> str:
+    """Regenerate ``catalog.yaml`` at the store root (an atomic single write); returns its URL."""
+    text = yaml.safe_dump(build_catalog(store), sort_keys=False)
+    return store.write_text(CATALOG_NAME, text)
+
+
+def open_catalog(url: str, **kwargs):
+    """Open a store's catalog with Intake (``url`` of the store root or of the catalog file)."""
+    import intake
+
+    if not url.endswith((".yaml", ".yml")):
+        url = url.rstrip("/") + "/" + CATALOG_NAME
+    return intake.open_catalog(url, **kwargs)

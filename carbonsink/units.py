@@ -1,0 +1,131 @@
+"""The one unit table of carbonsink.
+
+Every unit string a user or a file may declare is normalised to a canonical spelling, and every
+conversion between two spellings of the same quantity is ``canonical = value * factor + offset``
+(SCIENCE.md, "Sign" and "Totals"). Nothing else in the package multiplies by 1000 or adds 273.15.
+
+Unit strings follow UDUNITS where UDUNITS has them: ``yr`` for year (never ``a``, which UDUNITS reads
+as *are*), ``degC``, ``m-2``. Carbon is implied by the variable (CF: the standard_name says
+"expressed_as_carbon"), so ``g m-2 yr-1`` on ``npp`` means g C m⁻² a⁻¹ — which equals t C km⁻² a⁻¹.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+# SCIENCE.md: CO₂ = C × 44.01/12.011
+C_MOLAR_MASS = 12.011
+CO2_MOLAR_MASS = 44.01
+C_TO_CO2 = CO2_MOLAR_MASS / C_MOLAR_MASS
+# g C m⁻² a⁻¹ × m² → Tg C a⁻¹ and Pg C a⁻¹
+G_TO_TG = 1e-12
+G_TO_PG = 1e-15
+M2_TO_KM2 = 1e-6
+
+
+class UnitError(ValueError):
+    """A unit string that carbonsink does not know, or that cannot become the one asked for."""
+
+
+@dataclass(frozen=True)
+class _Unit:
+    canonical: str  # the spelling of the quantity's reference unit
+    factor: float = 1.0
+    offset: float = 0.0
+
+
+# Quantity → canonical spelling, and each alias as (factor, offset) into it.
+_TABLE: dict[str, dict[str, tuple[float, float]]] = {
+    # carbon flux density per year; g C m-2 a-1 == t C km-2 a-1
+    "g m-2 yr-1": {
+        "g m-2 yr-1": (1, 0), "g c m-2 yr-1": (1, 0), "gc m-2 yr-1": (1, 0),
+        "g c m-2 a-1": (1, 0), "gc m-2 a-1": (1, 0), "g m-2 a-1": (1, 0),
+        "t c km-2 a-1": (1, 0), "t km-2 yr-1": (1, 0), "t c km-2 yr-1": (1, 0),
+        "kg m-2 yr-1": (1e3, 0), "kg c m-2 yr-1": (1e3, 0), "kg c m-2 a-1": (1e3, 0),
+        "mg c ha-1 yr-1": (100, 0), "mg ha-1 yr-1": (100, 0), "t c ha-1 yr-1": (100, 0),
+    },
+    # carbon flux density per day (daily respiration rates)
+    "g m-2 d-1": {"g m-2 d-1": (1, 0), "g c m-2 d-1": (1, 0), "gc m-2 d-1": (1, 0),
+                  "g m-2 day-1": (1, 0)},
+    # carbon flux density per month
+    "g m-2 month-1": {"g m-2 month-1": (1, 0), "g c m-2 month-1": (1, 0),
+                      "gc m-2 month-1": (1, 0), "g m-2 mon-1": (1, 0)},
+    # air temperature
+    "degC": {"degc": (1, 0), "celsius": (1, 0), "deg_c": (1, 0), "°c": (1, 0),
+             "degrees_celsius": (1, 0), "c": (1, 0),
+             "k": (1, -273.15), "kelvin": (1, -273.15)},
+    # monthly precipitation; plain "mm" on a monthly variable is a monthly accumulation
+    "mm month-1": {"mm month-1": (1, 0), "mm/month": (1, 0), "mm mon-1": (1, 0), "mm": (1, 0),
+                   "cm month-1": (10, 0), "cm/month": (10, 0), "cm": (10, 0),
+                   "m month-1": (1e3, 0), "m": (1e3, 0),
+                   "kg m-2 month-1": (1, 0)},
+    # annual water depth (precipitation, evapotranspiration)
+    "mm yr-1": {"mm yr-1": (1, 0), "mm a-1": (1, 0), "mm/yr": (1, 0), "mm/year": (1, 0),
+                "cm yr-1": (10, 0), "m yr-1": (1e3, 0), "kg m-2 yr-1 water": (1, 0)},
+    # annual solar radiation
+    "MJ m-2 yr-1": {"mj m-2 yr-1": (1, 0), "mj m-2 a-1": (1, 0), "j m-2 yr-1": (1e-6, 0),
+                    "gj m-2 yr-1": (1e3, 0), "kwh m-2 yr-1": (3.6, 0)},
+    # carbon density (soil organic carbon)
+    "kg m-2": {"kg m-2": (1, 0), "kg c m-2": (1, 0), "kgc m-2": (1, 0),
+               "g m-2": (1e-3, 0), "g c m-2": (1e-3, 0),
+               "t c ha-1": (0.1, 0), "mg c ha-1": (0.1, 0), "t ha-1": (0.1, 0)},
+    # dimensionless
+    "1": {"1": (1, 0), "": (1, 0), "fraction": (1, 0), "%": (0.01, 0), "percent": (0.01, 0)},
+}
+
+_ALIASES: dict[str, _Unit] = {}
+for _canon, _aliases in _TABLE.items():
+    for _alias, (_f, _o) in _aliases.items():
+        _ALIASES.setdefault(_alias, _Unit(_canon, float(_f), float(_o)))
+
+
+def _key(units: str) -> str:
+    s = str(units).strip().lower()
+    s = s.replace("⁻¹", "-1").replace("⁻²", "-2").replace("**", "").replace("^", "")
+    s = s.replace("·", " ").replace("*", " ")
+    s = re.sub(r"\s+", " ", s)
+    return s
+
+
+def lookup(units: str) -> _Unit:
+    """The canonical unit and conversion of a declared unit string; raises UnitError if unknown."""
+    if units is None:
+        raise UnitError("no units declared")
+    u = _ALIASES.get(_key(units))
+    if u is None:
+        raise UnitError(f"unknown units {units!r}")
+    return u
+
+
+def canonical(units: str) -> str:
+    """Canonical spelling of a declared unit string."""
+    return lookup(units).canonical
+
+
+def conversion(from_units: str, to_units: str) -> tuple[float, float]:
+    """(factor, offset) with ``to = from * factor + offset``; UnitError if the quantities differ."""
+    a, b = lookup(from_units), lookup(to_units)
+    if a.canonical != b.canonical:
+        raise UnitError(
+            f"cannot convert {from_units!r} ({a.canonical}) to {to_units!r} ({b.canonical})")
+    # from → canonical → to
+    factor = a.factor / b.factor
+    offset = (a.offset - b.offset) / b.factor
+    return factor, offset
+
+
+def convert(values, from_units: str, to_units: str):
+    """Convert array-like ``values`` from one unit string to another of the same quantity."""
+    factor, offset = conversion(from_units, to_units)
+    if factor == 1.0 and offset == 0.0:
+        return values
+    return values * factor + offset if offset else values * factor
+
+
+def same_quantity(a: str, b: str) -> bool:
+    try:
+        return lookup(a).canonical == lookup(b).canonical
+    except UnitError:
+        return False
