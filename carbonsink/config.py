@@ -110,9 +110,6 @@ class RunConfig(BaseModel):
                 opts.setdefault("secret", self.aws_secret_access_key.get_secret_value())
             if self.aws_session_token:
                 opts.setdefault("token", self.aws_session_token.get_secret_value())
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            if endpoint:
-                opts.setdefault("client_kwargs", {}).setdefault("endpoint_url", endpoint)
         return opts
 
     def public_dict(self) -> dict:
@@ -180,6 +177,11 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None,
     for k, v in overrides.items():
         if v is not None:
             _set_dotted(data, k, v)
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint and str(data.get("store", "")).startswith("s3://"):
+        # not a secret: kept in storage_options so workers and the catalog know where S3 is
+        opts = data.setdefault("storage_options", {})
+        opts.setdefault("client_kwargs", {}).setdefault("endpoint_url", endpoint)
     for var, field in (("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
                        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
                        ("AWS_SESSION_TOKEN", "aws_session_token")):

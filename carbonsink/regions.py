@@ -10,6 +10,9 @@ Northwest; Sichuan west of 102°E belongs to Qinghai–Tibet; Shaanxi south of 3
 Qinling crest) belongs to the South. The karst regions of seed 000 follow the divisions: SK = South,
 NK = North + Northwest, QK = Qinghai–Tibet; "karst China" is a karst region ∩ carbonate rock, which
 the karst product applies with the carbonate fraction.
+
+A cell belongs to the region that contains its centre, so on coarse grids the smallest regions
+(Macao, ~30 km²) may have no cell; their rows in totals tables then show zero area.
 """
 from __future__ import annotations
 

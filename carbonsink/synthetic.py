@@ -12,7 +12,7 @@ growing northwards; carbonate rock concentrated in the south-west (Guizhou/Guang
 Shanxi/Hebei and in patches on the plateau.
 
 Planted truth (recorded in the ``npp`` attrs and returned by :func:`truth`):
-NPP_y = NPP̄ + β_P·(P_y − P̄) + β_T·(T_y − T̄) + β_SR·(SR_y − SR̄) + h·(y − ȳ) + ε, where P_y is the
+NPP_y = NPP̄ + β_P·(P_y − P̄) + β_T·(T_y − T̄) + β_SR·(SR_y − SR̄) + h·(y − 2010) + ε, where P_y is the
 sum and T_y the mean of the generated monthly series, β_X = b_X·v with v the vegetation index NPP̄/1000
 (clipped 0.02–1.2), h = 4·w² − 0.5 g C m⁻² a⁻² the human (non-climatic) trend, and the climate drivers
 have trends dT/dt = 0.03 + 0.0008·(φ − 17) °C a⁻¹, dP/dt = 0.004·P̄ mm a⁻², dSR/dt = −3 MJ m⁻² a⁻².
@@ -40,6 +40,9 @@ SIGMA_P_MONTH_REL = 0.25
 SIGMA_SR = 150.0      # MJ m-2 a-1
 SIGMA_NPP = 8.0       # g C m-2 a-1, unexplained
 DSR_DT = -3.0         # MJ m-2 a-2
+# trends are anchored to a fixed year and noise is keyed by absolute year/month, so a year looks the
+# same whatever window is generated (2000–2020 or 2010 alone)
+REFERENCE_YEAR = 2010
 
 _STREAMS = {name: i + 1 for i, name in enumerate(
     ["tas_year", "tas_month", "pr_year", "pr_month", "rsds", "npp", "carbonate", "national_t",
@@ -68,6 +71,11 @@ def _normal(seed, stream, t, i, j):
     u1 = ((h1 >> np.uint64(11)).astype("f8") + 0.5) / 2.0**53
     u2 = (h2 >> np.uint64(11)).astype("f8") / 2.0**53
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def _month_index(years):
+    """Absolute month counter (year·12 + month) as (nyears, 12)."""
+    return np.asarray(years, dtype="i8")[:, None] * 12 + np.arange(12)[None, :]
 
 
 # --- static geography on a tile ---------------------------------------------------------------
@@ -111,70 +119,70 @@ class _Tile:
         nat = _normal(self.seed, national, t, 0, 0)
         return 0.5 * nat + np.sqrt(0.75) * _normal(self.seed, stream, t, self.i, self.j)
 
-    def tas_monthly(self, years, y_mid):
+    def tas_monthly(self, years):
         ny = len(years)
-        annual = (self.tas_clim + self.tas_trend * (np.asarray(years)[:, None, None] - y_mid)
+        annual = (self.tas_clim + self.tas_trend * (np.asarray(years)[:, None, None] - REFERENCE_YEAR)
                   + SIGMA_T * self._anomaly("tas_year", "national_t", years))
         k = np.arange(12)
         season = -self.tas_amp[None] * np.cos(2 * np.pi * (k - 0.5) / 12.0)[:, None, None]
-        tm = np.arange(ny * 12).reshape(ny, 12)
+        tm = _month_index(years)
         noise = SIGMA_T_MONTH * _normal(self.seed, "tas_month", tm[:, :, None, None],
                                         self.i, self.j)
         noise -= noise.mean(axis=1, keepdims=True)  # annual mean carries the annual anomaly only
         return (annual[:, None] + season[None] + noise).reshape((ny * 12,) + self.lat.shape)
 
-    def pr_monthly(self, years, y_mid):
+    def pr_monthly(self, years):
         ny = len(years)
-        annual = (self.pr_clim + self.pr_trend * (np.asarray(years)[:, None, None] - y_mid))
+        annual = (self.pr_clim + self.pr_trend * (np.asarray(years)[:, None, None] - REFERENCE_YEAR))
         annual = annual * np.maximum(
             1.0 + SIGMA_P_REL * self._anomaly("pr_year", "national_p", years), 0.2)
         k = np.arange(12)
         weights = (1.0 + 0.85 * np.cos(2 * np.pi * (k - 6.5) / 12.0)) / 12.0   # monsoon in July
-        tm = np.arange(ny * 12).reshape(ny, 12)
+        tm = _month_index(years)
         jitter = np.exp(SIGMA_P_MONTH_REL * _normal(self.seed, "pr_month", tm[:, :, None, None],
                                                      self.i, self.j))
         w = weights[None, :, None, None] * jitter
         w /= w.sum(axis=1, keepdims=True)  # monthly amounts add up to the annual total exactly
         return (annual[:, None] * w).reshape((ny * 12,) + self.lat.shape)
 
-    def rsds(self, years, y_mid):
+    def rsds(self, years):
         t = np.asarray(years)[:, None, None]
-        return (self.rsds_clim + DSR_DT * (t - y_mid)
+        return (self.rsds_clim + DSR_DT * (t - REFERENCE_YEAR)
                 + SIGMA_SR * _normal(self.seed, "rsds", t, self.i, self.j))
 
-    def aet(self, years, y_mid):
-        pr_annual = self.pr_monthly(years, y_mid).reshape((len(years), 12) + self.lat.shape).sum(1)
+    def aet(self, years):
+        pr_annual = self.pr_monthly(years).reshape((len(years), 12) + self.lat.shape).sum(1)
         ratio = self.aet_clim / self.pr_clim
         cap = 300.0 + 30.0 * np.maximum(self.tas_clim, 0.0) + 100.0
         return np.minimum(pr_annual * ratio, cap)
 
-    def npp(self, years, y_mid):
+    def npp(self, years):
         ny = len(years)
         shape = (ny, 12) + self.lat.shape
-        t_annual = self.tas_monthly(years, y_mid).reshape(shape).mean(axis=1)
-        p_annual = self.pr_monthly(years, y_mid).reshape(shape).sum(axis=1)
-        sr = self.rsds(years, y_mid)
+        t_annual = self.tas_monthly(years).reshape(shape).mean(axis=1)
+        p_annual = self.pr_monthly(years).reshape(shape).sum(axis=1)
+        sr = self.rsds(years)
         t = np.asarray(years)[:, None, None]
         value = (self.npp_clim
                  + self.beta_pr * (p_annual - self.pr_clim)
                  + self.beta_tas * (t_annual - self.tas_clim)
                  + self.beta_rsds * (sr - self.rsds_clim)
-                 + self.human_trend * (t - y_mid)
+                 + self.human_trend * (t - REFERENCE_YEAR)
                  + SIGMA_NPP * _normal(self.seed, "npp", t, self.i, self.j))
         return np.maximum(value, 0.0)
 
 
 # --- dask assembly ----------------------------------------------------------------------------
-def _block(land, *, kind, grid: Grid, years, seed, y_mid, block_info=None):
+def _block(land, *, kind, grid: Grid, years, seed, block_info=None):
     loc = block_info[None]["array-location"]
     (i0, i1), (j0, j1) = loc[-2], loc[-1]
     tile = _Tile(grid.lat[i0:i1], grid.lon[j0:j1], seed, i0, j0)
     if kind in ("soc", "carbonate_fraction"):
         out = getattr(tile, kind)
     elif kind in ("tas", "pr"):
-        out = getattr(tile, f"{kind}_monthly")(years, y_mid)
+        out = getattr(tile, f"{kind}_monthly")(years)
     else:
-        out = getattr(tile, kind)(years, y_mid)
+        out = getattr(tile, kind)(years)
     out = np.where(land > 0, out, np.nan)
     return out.astype("f4")
 
@@ -187,7 +195,6 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
     grid = get_grid(grid)
     y0, y1 = int(years[0]), int(years[-1])
     yrs = np.arange(y0, y1 + 1)
-    y_mid = (y0 + y1) / 2.0
     ny, nt = yrs.size, yrs.size * 12
     chunks = grid.chunks(nt, itemsize=4, target_mb=target_mb)
     cs = (chunks["lat"], chunks["lon"])
@@ -199,7 +206,7 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
         arg = land if ntime is None else land[None]
         chunks = land.chunks if ntime is None else ((ntime,),) + land.chunks
         return da.map_blocks(_block, arg, kind=kind, grid=grid, years=yrs, seed=seed,
-                             y_mid=y_mid, dtype="f4", chunks=chunks)
+                             dtype="f4", chunks=chunks)
 
     time = pd.date_range(f"{y0}-01-01", periods=nt, freq="MS")
     coords = {k: xr.Variable(*v) for k, v in grid.coords().items()}

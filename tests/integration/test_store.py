@@ -1,0 +1,111 @@
+"""Store layer: atomic versioned publish, latest, failures leave nothing visible."""
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from carbonsink.io.store import Store, StoreError, new_version
+
+pytestmark = pytest.mark.integration
+
+
+def _ds(value=1.0):
+    return xr.Dataset({"a": (("y", "x"), np.full((4, 6), value, "f4"), {"units": "1"})}).chunk(
+        {"y": 2, "x": 3})
+
+
+def _listing(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("url", ["local", "memory://carbonsink-test-store"])
+def test_publish_versions_and_latest(tmp_path, url):
+    store = Store(str(tmp_path / "s") if url == "local" else url)
+    assert store.latest("products", "p") is None
+    p1 = store.publish(_ds(1), "products", "p", record={"grid": "test"})
+    p2 = store.publish(_ds(2), "products", "p",
+                       attachments=lambda staged: {"sum.csv": str(float(staged.a.sum())).encode()})
+    assert store.versions("products", "p") == sorted([p1.version, p2.version])
+    assert store.latest("products", "p") == p2.version
+    assert float(store.open("products", "p").a.mean()) == 2.0
+    assert float(store.open("products", "p", p1.version).a.mean()) == 1.0   # earlier kept
+    assert store.record("products", "p", p1.version)["grid"] == "test"
+    assert store.read_text(p2.record["attachments"]["sum.csv"]) == "48.0"
+    assert [q.version for q in store.published()] == [p2.version]
+    with pytest.raises(StoreError, match="no complete version"):
+        store.open("products", "p", "v-missing")
+    with pytest.raises(StoreError, match="nothing published"):
+        store.open("products", "other")
+
+
+def test_failed_write_leaves_latest_and_listing_untouched(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    good = store.publish(_ds(1), "products", "p")
+    before = _listing(tmp_path / "s" / "products")
+
+    def boom(block):
+        raise RuntimeError("worker died mid-write")
+    bad = _ds(5)
+    bad["a"] = bad.a.map_blocks(lambda b: boom(b), template=bad.a)
+    with pytest.raises(RuntimeError, match="worker died"):
+        store.publish(bad, "products", "p")
+    assert store.latest("products", "p") == good.version
+    assert store.versions("products", "p") == [good.version]
+    assert _listing(tmp_path / "s" / "products") == before
+    assert float(store.open("products", "p").a.mean()) == 1.0
+
+
+def test_failed_attachment_leaves_no_version(tmp_path):
+    store = Store(str(tmp_path / "s"))
+
+    def attach(staged):
+        raise ValueError("table failed")
+    with pytest.raises(ValueError, match="table failed"):
+        store.publish(_ds(), "products", "p", attachments=attach)
+    assert store.versions("products", "p") == [] and store.latest("products", "p") is None
+    assert not (tmp_path / "s" / "products").exists()
+
+
+def test_pointer_is_written_last(tmp_path, monkeypatch):
+    """Up to the moment the latest pointer is written, consumers still resolve the old version."""
+    store = Store(str(tmp_path / "s"))
+    old = store.publish(_ds(1), "products", "p")
+    seen = []
+    real = store.write_text
+
+    def spy(rel, text):
+        if rel.endswith("latest.json"):
+            seen.append(store.latest("products", "p"))
+        return real(rel, text)
+    monkeypatch.setattr(store, "write_text", spy)
+    new = store.publish(_ds(2), "products", "p")
+    assert seen == [old.version] and store.latest("products", "p") == new.version
+    assert json.loads((tmp_path / "s/products/p/latest.json").read_text()) == {
+        "version": new.version}
+
+
+def test_version_ids_sort_by_time_and_are_unique():
+    vs = [new_version() for _ in range(50)]
+    assert len(set(vs)) == 50 and vs == sorted(vs)
+
+
+def test_repr_hides_storage_options(tmp_path):
+    s = Store(str(tmp_path), {"secret": "do-not-print"})
+    assert "do-not-print" not in repr(s)
+
+
+def test_missing_bucket_is_a_clear_error(tmp_path):
+    pytest.importorskip("moto")
+    import logging
+    from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    try:
+        host, port = srv.get_host_and_port()
+        opts = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://{host}:{port}"}}
+        with pytest.raises(StoreError, match="does not exist"):
+            Store("s3://no-such-bucket/x", opts)
+    finally:
+        srv.stop()

@@ -1,0 +1,89 @@
+"""Zonal totals with true cell areas, and the region masks."""
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from carbonsink.grid import get_grid
+from carbonsink.regions import (DIVISIONS, KARST_REGIONS, PROVINCES, china_mask, names,
+                                region_masks)
+from carbonsink.zonal import period_summary, totals
+
+pytestmark = pytest.mark.integration
+
+
+def _flux(grid, values, years=(2000, 2001)):
+    g = get_grid(grid)
+    data = np.broadcast_to(values, (len(years),) + g.shape).astype("f4").copy()
+    return xr.DataArray(data, dims=("year", "lat", "lon"),
+                        coords={"year": list(years), "lat": g.lat, "lon": g.lon},
+                        attrs={"units": "g m-2 yr-1"}, name="nep")
+
+
+def test_totals_by_hand():
+    g = get_grid("1")
+    vals = np.full(g.shape, np.nan)
+    vals[23, 40] = 100.0          # the 1° cell 30–31°N
+    vals[0, 0] = 300.0            # a northern cell, smaller
+    mask = xr.DataArray(np.zeros(g.shape, "i2"), dims=("lat", "lon"),
+                        coords={"lat": g.lat, "lon": g.lon},
+                        attrs={"flag_values": [1, 2], "region_names": ["A", "B"]}, name="m")
+    mask[23, 40] = 1
+    mask[0, 0] = 2
+    t = totals(_flux("1", vals), mask)
+    a30, a53 = g.row_area[23], g.row_area[0]
+    assert a30 == pytest.approx(1.0653e10, rel=5e-5)
+    nat = t[t.region == "China"].iloc[0]
+    assert nat.area_km2 == pytest.approx((a30 + a53) / 1e6)
+    assert nat.total_tg == pytest.approx((100 * a30 + 300 * a53) * 1e-12, rel=1e-6)
+    assert nat.mean_flux_t_km2 == pytest.approx((100 * a30 + 300 * a53) / (a30 + a53), rel=1e-6)
+    ra = t[(t.region == "A") & (t.year == 2001)].iloc[0]
+    assert ra.total_tg == pytest.approx(100 * a30 * 1e-12, rel=1e-6) and ra.mean_flux_t_km2 == 100
+    assert list(t.columns) == ["region_set", "region", "year", "area_km2", "mean_flux_t_km2",
+                               "total_tg"]
+
+
+def test_totals_dask_equals_numpy_and_unit_conversion():
+    rng = np.random.default_rng(0)
+    f = _flux("0.5", rng.uniform(-50, 500, get_grid("0.5").shape))
+    regions = region_masks("0.5")
+    a = totals(f, regions)
+    b = totals(f.chunk({"lat": 20, "lon": 30}), regions)
+    c = totals((f / 1000).assign_attrs(units="kg C m-2 a-1"), regions)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-9)
+    pd.testing.assert_frame_equal(a, c, rtol=1e-5)
+    s = period_summary(a)
+    assert {"total_tg_sd", "mean_flux_t_km2"} <= set(s.columns)
+
+
+def test_region_masks_cover_china():
+    r = region_masks("0.25")
+    land = china_mask("0.25").values > 0
+    assert (r.province.values > 0).sum() == land.sum()
+    present = set(np.unique(r.province.values).tolist()) - {0}
+    # cells are assigned by their centre: Macao (~30 km²) has no 0.25° cell, every province does
+    missing = {names(r.province)[c] for c in set(range(1, 35)) - present}
+    assert missing <= {"Macao", "Hong Kong"}
+    for m in ("division", "karst_region"):
+        assert ((r[m].values > 0) == land).all()
+    assert list(names(r.division).values()) == list(DIVISIONS)
+    assert list(names(r.karst_region).values()) == list(KARST_REGIONS)
+    assert "Guizhou" in names(r.province).values() and len(PROVINCES) == 34
+    # China's land area (within 17–54°N) ≈ 9.5 million km²
+    area = totals(_flux("0.25", np.where(land, 1.0, np.nan)))
+    assert 9.2e6 < area.area_km2.iloc[0] < 9.8e6
+
+
+def test_divisions_follow_the_documented_splits():
+    r = region_masks("0.5")
+    div = {v: k for k, v in names(r.division).items()}
+
+    def at(lat, lon):
+        return int(r.division.sel(lat=lat, lon=lon, method="nearest"))
+    assert at(26.5, 106.5) == div["South"]          # Guizhou
+    assert at(39.9, 116.4) == div["North"]          # Beijing
+    assert at(43.8, 87.6) == div["Northwest"]       # Urumqi
+    assert at(29.6, 91.1) == div["Qinghai-Tibet"]   # Lhasa
+    assert at(41.0, 105.0) == div["Northwest"]      # western Inner Mongolia
+    assert at(31.0, 100.5) == div["Qinghai-Tibet"]  # western Sichuan (Garzê)
+    assert at(30.6, 104.0) == div["South"]          # Chengdu
