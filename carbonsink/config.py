@@ -13,7 +13,8 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from .grid import get_grid
 from .kernels.respiration import DEFAULT_RH_MODEL, RH_MODELS
@@ -189,9 +190,11 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None,
             data[field] = env[var]
     try:
         return RunConfig(**data)
-    except Exception as e:  # pydantic.ValidationError → one readable message, no secret values
+    except ValidationError as e:  # one readable line per problem, no input values (no secrets)
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}"
+                             for err in e.errors())
         raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}: "
-                          f"{_scrub(str(e), data)}") from None
+                          f"{_scrub(problems, data)}") from None
 
 
 def _scrub(text: str, data: dict) -> str:

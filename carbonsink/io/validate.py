@@ -13,7 +13,9 @@ import numpy as np
 import xarray as xr
 
 from .. import units as u
-from ..grid import grid_of
+import warnings
+
+from ..grid import PRESETS, Grid, grid_of
 
 
 class InputError(ValueError):
@@ -93,7 +95,8 @@ def validate_inputs(ds: xr.Dataset, variables=None, *, source: str | None = None
     try:
         grid_of(ds)
     except (KeyError, ValueError) as e:
-        raise InputError(None, _source(ds, None, source), f"not on a carbonsink grid: {e}") from e
+        raise InputError(_off_grid_coord(ds), _source(ds, None, source),
+                         f"not on a carbonsink grid: {e}") from e
 
     for var in variables:
         spec, da, src = SCHEMA[var], ds[var], _source(ds, var, source)
@@ -117,6 +120,21 @@ def validate_inputs(ds: xr.Dataset, variables=None, *, source: str | None = None
                              f"annual years {ds['year'].values.min()}–{ds['year'].values.max()}")
     if check_values:
         _check_values(ds, variables, source)
+
+
+def _off_grid_coord(ds: xr.Dataset) -> str | None:
+    """Which of lat/lon misses the preset the other one matches (None if both or neither)."""
+    for name in ("lat", "lon"):
+        if name not in ds.coords:
+            return name
+    lat, lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
+    for res in sorted(set(PRESETS.values())):
+        g = Grid(res)
+        lat_ok = lat.shape == g.lat.shape and np.allclose(lat, g.lat, atol=res * 1e-3)
+        lon_ok = lon.shape == g.lon.shape and np.allclose(lon, g.lon, atol=res * 1e-3)
+        if lat_ok != lon_ok:
+            return "lon" if lat_ok else "lat"
+    return None
 
 
 def _check_years(years, var, src):
@@ -150,12 +168,21 @@ def _check_values(ds: xr.Dataset, variables, source):
     """One pass over the data: min, max, and NaNs where land_mask says land."""
     land = ds["land_mask"] > 0 if "land_mask" in ds else None
     stats = {}
+    if land is not None:
+        # any value but 0/1 (0.5, 255, NaN) is checked first: the mask decides where "land" is
+        stats["_not_binary"] = (~ds["land_mask"].isin([0, 1])).sum()
     for var in variables:
         da = ds[var]
         stats[var] = (da.min(skipna=True), da.max(skipna=True),
                       (da.isnull() & land).sum() if land is not None and var != "land_mask"
                       else xr.DataArray(0), da.count())
-    (computed,) = dask.compute(stats)
+    with warnings.catch_warnings():  # an all-NaN chunk is reported below, not as a warning
+        warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+        (computed,) = dask.compute(stats)
+    if land is not None and int(computed["_not_binary"]):
+        raise InputError("land_mask", _source(ds, "land_mask", source),
+                         f"must hold only 0 and 1; {int(computed['_not_binary'])} cells hold "
+                         "other values or NaN")
     for var in variables:
         spec, src = SCHEMA[var], _source(ds, var, source)
         vmin, vmax, nan_on_land, count = (float(x) for x in computed[var])
@@ -169,8 +196,6 @@ def _check_values(ds: xr.Dataset, variables, source):
             raise InputError(var, src, f"values {lo:g}..{hi:g} {spec.units} fall outside the "
                                        f"physical range {spec.valid_range} — wrong units, a fill "
                                        f"value (e.g. -9999) or negative amounts")
-        if spec.kind == "mask" and not np.isin(np.unique([vmin, vmax]), (0.0, 1.0)).all():
-            raise InputError(var, src, "must hold only 0 and 1")
 
 
 def to_canonical_units(ds: xr.Dataset) -> xr.Dataset:

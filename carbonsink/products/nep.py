@@ -46,13 +46,14 @@ def _expand_annual_climate(inputs: xr.Dataset) -> xr.Dataset:
 
 
 def compute_nep(inputs: xr.Dataset, rh_model: str = k.DEFAULT_RH_MODEL, *,
-                annual_climate: bool = False, validate: bool = False) -> xr.Dataset:
+                annual_climate: bool = False, validate: bool = True) -> xr.Dataset:
     """NPP, Rh and NEP per year on the input grid (lazy when the inputs are dask-backed).
 
     ``inputs`` follows the canonical schema (README). Units are read from the attrs and converted
     for each model; unknown or missing units raise. With only annual climate, pass
     ``annual_climate=True`` (recorded in the attrs); without it, annual T/P are rejected.
-    ``validate=True`` runs the full value checks (one pass over the data) first.
+    ``validate`` (default) runs the full value checks (one pass over the inputs) before building
+    the graph; pass False only for inputs already validated (e.g. published by publish_inputs).
     """
     if rh_model not in k.RH_MODELS:
         raise ValueError(f"unknown Rh model {rh_model!r}; choose one of {k.RH_MODELS}")
