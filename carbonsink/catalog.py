@@ -5,7 +5,9 @@ Written as an Intake YAML catalog (``sources:`` with intake-xarray's ``zarr`` dr
 gives a lazy xarray Dataset, ``cat[f"{name}_totals"].read()`` a pandas table. Paths are relative to
 the catalog (``{{ CATALOG_DIR }}``) so a store can be moved or mirrored. The catalog points at the
 ``latest`` complete version of each dataset at the time it is regenerated and records that version.
-It never carries credentials: S3 consumers take keys (and endpoint) from their environment.
+It never carries credentials: S3 consumers take keys from their environment. The endpoint of the
+store (non-secret ``client_kwargs.endpoint_url``) is recorded in each entry and wins over the
+consumer's AWS_ENDPOINT_URL; regenerate the catalog after moving a store to another endpoint.
 """
 from __future__ import annotations
 

@@ -6,13 +6,14 @@ import time
 
 import click
 
+from .cluster import ClusterError
 from .config import ConfigError, load_config
 from .io.store import StoreError
 from .io.validate import InputError
 from .kernels.respiration import RH_MODELS
 from .units import UnitError
 
-_USER_ERRORS = (ConfigError, InputError, StoreError, UnitError)
+_USER_ERRORS = (ClusterError, ConfigError, InputError, StoreError, UnitError)
 
 
 def _fail(e: Exception):

@@ -7,6 +7,10 @@ import logging
 from .config import ClusterConfig
 
 
+class ClusterError(RuntimeError):
+    pass
+
+
 @contextlib.contextmanager
 def connect(cluster: ClusterConfig, *, quiet: bool = True):
     """Yield a distributed Client: to ``cluster.scheduler`` if set, else to a LocalCluster of
@@ -18,7 +22,12 @@ def connect(cluster: ClusterConfig, *, quiet: bool = True):
                      "distributed.nanny", "distributed.core", "bokeh"):
             logging.getLogger(name).setLevel(logging.ERROR)
     if cluster.scheduler:
-        with Client(cluster.scheduler, set_as_default=True) as client:
+        try:
+            client = Client(cluster.scheduler, set_as_default=True, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise ClusterError(f"cannot connect to dask scheduler {cluster.scheduler}: {e}") \
+                from None
+        with client:
             yield client
         return
     with LocalCluster(n_workers=cluster.n_workers, threads_per_worker=cluster.threads_per_worker,

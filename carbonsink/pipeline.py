@@ -134,7 +134,8 @@ def run_demo(cfg: RunConfig, *, progress: bool = False,
         log.info("computing %s (Rh model %s)", name, model)
         p = run_nep(store, cfg, stored, regions, rh_model=model, name=name, progress=progress)
         result.published[name] = p
-        table = pd.read_csv(store.fs.open(store.path(p.record["attachments"]["totals.csv"])))
+        with store.fs.open(store.path(p.record["attachments"]["totals.csv"])) as f:
+            table = pd.read_csv(f)
         result.summaries[name] = period_summary(table)
     result.catalog = write_catalog(store)
     return result

@@ -81,3 +81,10 @@ def test_cli_help_lists_commands():
     assert "demo" in r.output and "catalog" in r.output
     r = CliRunner().invoke(main, ["demo", "--help"])
     assert "--scheduler" in r.output and "--store" in r.output
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    r = CliRunner().invoke(main, ["demo", "--store", str(tmp_path / "s"), "--resolution", "1",
+                                  "--years", "2000-2000", "--scheduler", "tcp://127.0.0.1:1"])
+    assert r.exit_code == 2 and "cannot connect to dask scheduler" in r.output
+    assert not (tmp_path / "s").exists()
