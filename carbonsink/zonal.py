@@ -102,3 +102,47 @@ def period_summary(table: pd.DataFrame) -> pd.DataFrame:
     g = table.groupby(["region_set", "region"], sort=False)
     return g.agg(area_km2=("area_km2", "mean"), mean_flux_t_km2=("mean_flux_t_km2", "mean"),
                  total_tg=("total_tg", "mean"), total_tg_sd=("total_tg", "std")).reset_index()
+
+
+def category_areas(categories: xr.DataArray, regions=None, *, national: bool = True,
+                   national_name: str = "China") -> pd.DataFrame:
+    """Area (km², true cell areas) of each category of a (lat, lon) class map, per region.
+
+    ``categories``: integer codes with flag_values and flag_meanings (or region_names) attrs, 0 =
+    no data — e.g. ``change_class`` or ``dominant_factor``. Returns region_set, region, category,
+    area_km2 and share_pct (of the region's classified area).
+    """
+    cat_names = region_names(categories)
+    cat_codes = np.array(sorted(cat_names), dtype="int32")
+    spatial = {d: c for d, c in (categories.chunksizes or {}).items() if d in ("lat", "lon")}
+    area = cell_area_da(categories)
+    area = area.chunk(spatial) if spatial else area
+    cats = categories.fillna(0).astype("int32").rename("__category")
+    lazy = {}
+    if national:
+        lazy["national"] = xarray_reduce(area, cats, func="sum", expected_groups=cat_codes,
+                                         dim=("lat", "lon"), fill_value=0.0)
+    sets = _as_mask_sets(regions)
+    for set_name, mask in sets.items():
+        codes = np.array(sorted(region_names(mask)), dtype="int32")
+        mask = mask.astype("int32").rename(f"__{set_name}")
+        mask = mask.chunk(spatial) if spatial else mask
+        lazy[set_name] = xarray_reduce(area, mask, cats, func="sum",
+                                       expected_groups=(codes, cat_codes), dim=("lat", "lon"),
+                                       fill_value=0.0)
+    (computed,) = dask.compute(lazy)
+    rows = []
+    for set_name, arr in computed.items():
+        if set_name == "national":
+            labels, values = [national_name], np.asarray(arr.values)[None, :]
+        else:
+            names_ = region_names(sets[set_name])
+            labels = [names_[c] for c in sorted(names_)]
+            values = np.asarray(arr.values)
+        for label, row in zip(labels, values):
+            total = row.sum()
+            for code, a in zip(cat_codes, row):
+                rows.append((set_name, label, cat_names[int(code)], a * u.M2_TO_KM2,
+                             100.0 * a / total if total > 0 else np.nan))
+    return pd.DataFrame(rows, columns=["region_set", "region", "category", "area_km2",
+                                       "share_pct"])
