@@ -76,14 +76,29 @@ def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, con
         click.echo(f"  {p.key}: {p.uri}")
         for suffix, rel in p.record.get("attachments", {}).items():
             click.echo(f"      {suffix}: {result.store}/{rel}")
-    for name, summary in result.summaries.items():
-        nat = summary[summary.region_set == "national"].iloc[0]
-        click.echo(f"{name}: national mean {nat.mean_flux_t_km2:.1f} t C km-2 a-1, total "
-                   f"{nat.total_tg:.1f} ± {nat.total_tg_sd:.1f} Tg C a-1 "
-                   f"({cfg.years[0]}–{cfg.years[1]} mean ± s.d.)")
-        karst = summary[summary.region_set == "karst_region"]
-        click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.1f}" for r in
-                                      karst.itertuples()) + " t C km-2 a-1")
+    period = f"{cfg.years[0]}–{cfg.years[1]} mean ± s.d."
+    for name, summary in result.tables.items():
+        if name.startswith(("nep", "karst", "sink")):
+            nat = summary[summary.region_set == "national"].iloc[0]
+            what = {"karst": "CCS over carbonate rock", "sink": "ecosystem sink NEP + CCS"}.get(
+                name, "NEP")
+            click.echo(f"{name}: {what}: national mean {nat.mean_flux_t_km2:.2f} t C km-2 a-1, "
+                       f"total {nat.total_tg:.2f} ± {nat.total_tg_sd:.2f} Tg C a-1 ({period})")
+            karst = summary[summary.region_set == "karst_region"]
+            click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.2f}" for r in
+                                          karst.itertuples()) + " t C km-2 a-1")
+        if name == "karst":
+            click.echo(f"    ionic-strength random forest: 10-fold CV R² "
+                       f"{result.facts['ionic_strength_cv_r2']:.3f}, RMSE "
+                       f"{result.facts['ionic_strength_cv_rmse']:.4f} mol L-1")
+        if name.startswith("trends_"):
+            nat = summary[summary.region_set == "national"].set_index("category")
+            click.echo(f"{name}: area increasing {nat.area_km2['increase'] / 1e4:.2f} ×10⁴ km², "
+                       f"decreasing {nat.area_km2['decrease'] / 1e4:.2f} ×10⁴ km²")
+        if name.startswith("attribution_"):
+            nat = summary[summary.region_set == "national"]
+            click.echo(f"{name}: dominant factor by area: " + ", ".join(
+                f"{r.category} {r.share_pct:.1f}%" for r in nat.itertuples()))
     click.echo(f"open with: intake.open_catalog({result.catalog!r})['nep'].to_dask()")
 
 

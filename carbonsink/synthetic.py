@@ -46,7 +46,7 @@ REFERENCE_YEAR = 2010
 
 _STREAMS = {name: i + 1 for i, name in enumerate(
     ["tas_year", "tas_month", "pr_year", "pr_month", "rsds", "npp", "carbonate", "national_t",
-     "national_p"])}
+     "national_p", "basin_site", "ion_basin", "ion_year", "ion_mix", "ion_gap"])}
 
 
 # --- counter-based noise ----------------------------------------------------------------------
@@ -282,3 +282,192 @@ def truth(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0) -> xr.Dat
     ds["npp_trend"].attrs["units"] = "g m-2 yr-2"
     ds.attrs["source"] = f"carbonsink.synthetic planted truth seed={seed}"
     return ds
+
+
+# --- river basins and their ion table (the ionic-strength model's training data, SCIENCE.md §3) ---
+def _uniform(seed, stream, t, i, j):
+    """Uniform (0, 1) noise from the counter-based normal stream (Φ of a standard normal)."""
+    from math import erf
+
+    z = np.asarray(_normal(seed, stream, t, i, j), dtype="f8")
+    return 0.5 * (1.0 + np.vectorize(erf, otypes=["f8"])(z / np.sqrt(2.0)))
+
+
+def _unit_vectors(lon, lat):
+    """Points on the unit sphere of (warped) lon/lat in degrees; the warp bends the straight
+    Voronoi edges of nearest-site basins into curved divides."""
+    lon = np.asarray(lon, dtype="f8")
+    lat = np.asarray(lat, dtype="f8")
+    lon_w = lon + 1.2 * np.sin(np.deg2rad(lat) * 9.0) + 0.6 * np.sin(np.deg2rad(lon) * 13.0)
+    lat_w = lat + 0.9 * np.sin(np.deg2rad(lon) * 7.0) + 0.4 * np.cos(np.deg2rad(lat) * 17.0)
+    lam, phi = np.deg2rad(lon_w), np.deg2rad(lat_w)
+    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
+
+
+def _basin_sites(n_basins: int, seed: int) -> np.ndarray:
+    """(n, 2) lon/lat of the basin sites: seeded candidates (counter-based, so the same on every
+    grid) kept when they fall in an interior 1° China land cell and are far enough from the sites
+    already kept (Poisson-disk spacing, relaxed when the land runs out of room)."""
+    from .grid import EARTH_RADIUS_M
+    from .regions import china_mask
+
+    coarse = get_grid("1")
+    land = china_mask(coarse).values > 0
+    interior = land.copy()
+    interior[1:] &= land[:-1]
+    interior[:-1] &= land[1:]
+    interior[:, 1:] &= land[:, :-1]
+    interior[:, :-1] &= land[:, 1:]
+    area_km2 = float((coarse.cell_area() * interior).sum()) / 1e6
+    spacing = 0.7 * np.sqrt(area_km2 / n_basins) / (EARTH_RADIUS_M / 1e3)  # radians
+    sites, vecs, misses, k = [], [], 0, 0
+    while len(sites) < n_basins:
+        if k > 1_000_000:
+            raise RuntimeError(f"could not place {n_basins} basin sites on China land")
+        lon = coarse.west + (coarse.east - coarse.west) * _uniform(seed, "basin_site", k, 0, 0)
+        lat = coarse.south + (coarse.north - coarse.south) * _uniform(seed, "basin_site", k, 1, 0)
+        k += 1
+        i = min(int((coarse.north - lat) // coarse.res), coarse.nlat - 1)
+        j = min(int((lon - coarse.west) // coarse.res), coarse.nlon - 1)
+        if not interior[i, j]:
+            continue
+        v = _unit_vectors(lon, lat)
+        if vecs and np.arccos(np.clip(np.max(np.asarray(vecs) @ v), -1, 1)) < spacing:
+            misses += 1
+            if misses >= 300:  # crowded: relax the spacing a little and carry on
+                spacing *= 0.95
+                misses = 0
+            continue
+        sites.append((float(lon), float(lat)))
+        vecs.append(v)
+        misses = 0
+    return np.asarray(sites)
+
+
+def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0) -> xr.DataArray:
+    """Synthetic river basins: int32 (lat, lon) ids 1..n on China land, 0 elsewhere.
+
+    Each land cell belongs to the nearest of ``n_basins`` seeded sites (great-circle distance on a
+    gently warped sphere, so the divides curve). The sites are drawn from the counter-based noise
+    independently of the grid, so a seed gives the same basins on every grid preset; every basin
+    has at least one cell (its site's cell) on any preset.
+    """
+    from .regions import china_mask
+
+    grid = get_grid(grid)
+    if n_basins < 1:
+        raise ValueError(f"n_basins must be ≥ 1, got {n_basins}")
+    sites = _basin_sites(int(n_basins), int(seed))
+    site_vecs = _unit_vectors(sites[:, 0], sites[:, 1])                  # (n, 3)
+    land = china_mask(grid).values > 0
+    ids = np.zeros(grid.shape, dtype="int32")
+    step = max(1, 2_000_000 // grid.nlon)  # rows per block: bounded memory at 1 km
+    for r0 in range(0, grid.nlat, step):
+        r1 = min(r0 + step, grid.nlat)
+        lon2, lat2 = np.meshgrid(grid.lon, grid.lat[r0:r1])
+        near = np.argmax(_unit_vectors(lon2, lat2) @ site_vecs.T, axis=-1) + 1
+        ids[r0:r1] = np.where(land[r0:r1], near, 0)
+    empty = sorted(set(range(1, n_basins + 1)) - set(np.unique(ids).tolist()))
+    if empty:
+        raise RuntimeError(f"basins {empty} have no cell on grid {grid.name}")
+    names = [f"basin_{b:02d}" for b in range(1, n_basins + 1)]
+    coords = {k: xr.Variable(*v) for k, v in grid.coords().items()}
+    return xr.DataArray(ids, dims=("lat", "lon"), coords=coords, name="basin", attrs={
+        "long_name": "synthetic river basin (nearest seeded site on China land)",
+        "units": "1",
+        "flag_values": list(range(1, n_basins + 1)),
+        "flag_meanings": " ".join(names),
+        "region_names": names,
+        "site_lon": [round(x, 4) for x in sites[:, 0].tolist()],
+        "site_lat": [round(x, 4) for x in sites[:, 1].tolist()],
+        "_note": "0 = outside every basin",
+        "source": f"carbonsink.synthetic.make_basins(n_basins={n_basins}, seed={seed})",
+    })
+
+
+# Planted ionic-strength relation of the synthetic ion table (log10 I, I in mol L-1), from the
+# basin-year means P [mm a-1], T [degC], ET [mm a-1], NPP [g C m-2 a-1]: dilute where wet,
+# concentrated where dry, more so where dry and warm (evaporative concentration), a little higher
+# under productive vegetation (soil CO2 drives carbonate weathering).
+ION_LOG10_I0 = -2.62     # log10 I of a wet, unproductive basin at the reference values
+ION_B_DRY = 1.35         # × dryness d = 1 / (1 + (P/500)^1.5)
+ION_B_DRY_T = 0.03       # × (T − 8 °C) × d
+ION_B_NPP = 0.10         # × tanh((NPP − 300) / 200)
+ION_B_ET = 0.35          # × (ET/P − 0.45)
+ION_SIGMA_BASIN = 0.07   # log10, persistent basin effect (lithology)
+ION_SIGMA_YEAR = 0.10    # log10, basin-year noise (sampling, discharge)
+ION_SIGMA_ION = 0.10     # ln, ion-by-ion jitter of the composition (I itself is kept exact)
+ION_GAP_Z = 1.75         # a basin-year is missing where its gap noise exceeds this (~4 %)
+ION_RELATION = ("log10 I = {i0} + {bd}*d + {bdt}*(T - 8)*d + {bn}*tanh((NPP - 300)/200) "
+                "+ {be}*(ET/P - 0.45) + {sb}*z_basin + {sy}*z_basin_year, "
+                "d = 1/(1 + (P/500)^1.5); I in mol L-1; P, ET mm a-1, T degC, NPP g C m-2 a-1 "
+                "area-weighted basin-year means (carbonsink.ml.basin_predictors)")
+# composition per unit of I: carbonate-weathering water and evaporite-influenced water (mmol L-1,
+# roughly charge balanced), mixed by the evaporite share e = d^1.5
+_IONS = ("ca", "mg", "na", "k", "hco3", "so4", "cl")
+_CARBONATE_WATER = np.array([1.0, 0.3, 0.15, 0.04, 2.4, 0.12, 0.12])
+_EVAPORITE_WATER = np.array([0.5, 0.4, 1.6, 0.08, 1.0, 0.7, 1.1])
+_Z2 = np.array([4.0, 4.0, 1.0, 1.0, 1.0, 4.0, 1.0])
+
+
+def ionic_strength_relation(pr, tas, aet, npp):
+    """The planted log10 I [mol L-1] of :func:`make_ion_table` without its noise terms."""
+    pr, tas, aet, npp = (np.asarray(v, dtype="f8") for v in (pr, tas, aet, npp))
+    d = 1.0 / (1.0 + (np.maximum(pr, 0.0) / 500.0) ** 1.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(pr > 0, aet / pr, 1.0)
+    return (ION_LOG10_I0 + ION_B_DRY * d + ION_B_DRY_T * (tas - 8.0) * d
+            + ION_B_NPP * np.tanh((npp - 300.0) / 200.0) + ION_B_ET * (ratio - 0.45))
+
+
+def make_ion_table(inputs: xr.Dataset, basins: xr.DataArray, seed: int = 0, *,
+                   predictors: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Synthetic river chemistry: one row per basin-year (a few dropped as gaps), columns basin_id,
+    year, ca, mg, na, k, hco3, so4, cl in mmol L-1.
+
+    The ionic strength follows the planted relation :data:`ION_RELATION` of the basin-year mean
+    predictors (computed with :func:`carbonsink.ml.basin_predictors`, on the active dask scheduler)
+    plus a basin and a basin-year noise; the seven ions are a wet-carbonate / dry-evaporite mix
+    with an ion-by-ion jitter, scaled so that ½Σcz² equals that I exactly. Noise is counter-based
+    (seed, basin id, year), so rows do not depend on which other basins or years are generated.
+    ``predictors``: the output of ``basin_predictors(inputs, basins)`` if already computed (the
+    reduction is the expensive part on fine grids).
+    """
+    from .ml import basin_predictors
+
+    pred = basin_predictors(inputs, basins) if predictors is None else predictors
+    pred = pred.dropna().reset_index(drop=True)
+    b = pred["basin_id"].to_numpy("i8")
+    y = pred["year"].to_numpy("i8")
+    log_i = (ionic_strength_relation(pred["pr"], pred["tas"], pred["aet"], pred["npp"])
+             + ION_SIGMA_BASIN * _normal(seed, "ion_basin", 0, b, 0)
+             + ION_SIGMA_YEAR * _normal(seed, "ion_year", y, b, 0))
+    i_mmol = 1e3 * 10.0 ** log_i
+    d = 1.0 / (1.0 + (pred["pr"].to_numpy() / 500.0) ** 1.5)
+    e = (d**1.5)[:, None]
+    mix = (1.0 - e) * _CARBONATE_WATER / (0.5 * _Z2 @ _CARBONATE_WATER) \
+        + e * _EVAPORITE_WATER / (0.5 * _Z2 @ _EVAPORITE_WATER)
+    jitter = np.exp(ION_SIGMA_ION * _normal(seed, "ion_mix", y[:, None], b[:, None],
+                                            np.arange(len(_IONS))[None, :]))
+    comp = mix * jitter
+    comp /= (0.5 * comp @ _Z2)[:, None]                   # ½Σcz² = 1 mmol L-1 per unit
+    conc = comp * i_mmol[:, None]
+    keep = _normal(seed, "ion_gap", y, b, 0) <= ION_GAP_Z
+    df = pd.DataFrame({"basin_id": b, "year": y,
+                       **{ion: conc[:, k] for k, ion in enumerate(_IONS)}})[keep]
+    df = df.reset_index(drop=True)
+    df.attrs.update({
+        "units": "mmol L-1",
+        "source": f"carbonsink.synthetic.make_ion_table(seed={seed}) on "
+                  f"{inputs.attrs.get('grid', 'unknown grid')}",
+        "generating_relation": ION_RELATION.format(
+            i0=ION_LOG10_I0, bd=ION_B_DRY, bdt=ION_B_DRY_T, bn=ION_B_NPP, be=ION_B_ET,
+            sb=ION_SIGMA_BASIN, sy=ION_SIGMA_YEAR),
+        "composition": "ions = I * [(1-e)*carbonate + e*evaporite water] * exp("
+                       f"{ION_SIGMA_ION}*z_ion), renormalised so 1/2 sum(c z^2) = I; "
+                       "e = d^1.5",
+        "gaps": f"{int((~keep).sum())} of {len(keep)} basin-years dropped (gap noise > "
+                f"{ION_GAP_Z})",
+        "seed": seed,
+    })
+    return df

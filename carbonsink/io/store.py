@@ -118,8 +118,11 @@ class Store:
     def write_text(self, rel: str, text: str) -> str:
         return self.write_bytes(rel, text.encode())
 
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
     def read_text(self, rel: str) -> str:
-        return self.fs.cat_file(self.path(rel)).decode()
+        return self.read_bytes(rel).decode()
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))

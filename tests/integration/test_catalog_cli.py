@@ -25,7 +25,10 @@ def demo_store(tmp_path_factory):
 def test_demo_output_names_everything(demo_store):
     root, out = demo_store
     for text in ("dashboard: http://127.0.0.1", "catalog:", "products/nep:", "products/nep_pei:",
-                 "totals.csv", "national mean", "SK", "NK", "QK"):
+                 "totals.csv", "national mean", "SK", "NK", "QK", "products/karst:",
+                 "10-fold CV R²", "CCS over carbonate rock", "ecosystem sink NEP + CCS",
+                 "trends_nep: area increasing", "attribution_sink: dominant factor by area",
+                 "ionic_strength_model.joblib"):
         assert text in out, text
 
 
@@ -33,9 +36,13 @@ def test_catalog_reopens_identical_values(demo_store):
     root, _ = demo_store
     cat = open_catalog(str(root))
     store = Store(str(root))
-    assert {"nep", "nep_pei", "synthetic", "regions", "nep_totals", "nep_pei_totals"} <= set(cat)
+    assert {"nep", "nep_pei", "synthetic", "regions", "nep_totals", "nep_pei_totals", "karst",
+            "karst_totals", "sink", "sink_totals", "trends_nep", "trends_sink",
+            "trends_nep_change_areas", "attribution_nep", "attribution_sink",
+            "attribution_sink_dominant_areas"} <= set(cat)
     for name, kind in (("nep", "products"), ("nep_pei", "products"), ("synthetic", "inputs"),
-                       ("regions", "inputs")):
+                       ("regions", "inputs"), ("karst", "products"), ("sink", "products"),
+                       ("trends_sink", "products"), ("attribution_nep", "products")):
         via_catalog = cat[name].to_dask()
         direct = store.open(kind, name)
         for v in direct.data_vars:
@@ -88,3 +95,24 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
                                   "--years", "2000-2000", "--scheduler", "tcp://127.0.0.1:1"])
     assert r.exit_code == 2 and "cannot connect to dask scheduler" in r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_demo_products_are_consistent(demo_store):
+    """The sink is NEP + CCS of the published products; trends/attribution are of the sink."""
+    from carbonsink.ml import load_model
+    root, _ = demo_store
+    store = Store(str(root))
+    nep, karst, sink = (store.open("products", n) for n in ("nep", "karst", "sink"))
+    np.testing.assert_allclose(sink.ecosystem_sink, nep.nep + karst.ccs, rtol=1e-6)
+    rec = store.record("products", "karst")
+    assert 0.5 < rec["ionic_strength_model"]["ionic_strength_cv_r2"] < 1
+    model = load_model(store, rec["attachments"]["ionic_strength_model.joblib"])
+    assert model.cv_r2 == rec["ionic_strength_model"]["ionic_strength_cv_r2"]
+    assert karst.attrs["ionic_strength_cv_r2"] == model.cv_r2
+    karst_totals = pd.read_csv(root / rec["attachments"]["totals.csv"])
+    nat = karst_totals[karst_totals.region == "China"].mean_flux_t_km2
+    assert ((1 < nat) & (nat < 20)).all()        # CCS over carbonate pixels, t C km-2 a-1
+    tr = store.open("products", "trends_sink")
+    assert tr.slope.attrs["units"] == "g m-2 yr-2" and tr.attrs["trend_period"] == "2000-2002"
+    att = store.open("products", "attribution_sink")
+    assert set(np.unique(att.dominant_factor.values)) <= {0, 1, 2, 3, 4}
