@@ -97,8 +97,12 @@ def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, con
                        f"decreasing {nat.area_km2['decrease'] / 1e4:.2f} ×10⁴ km²")
         if name.startswith("attribution_"):
             nat = summary[summary.region_set == "national"]
-            click.echo(f"{name}: dominant factor by area: " + ", ".join(
-                f"{r.category} {r.share_pct:.1f}%" for r in nat.itertuples()))
+            if nat.share_pct.isna().all():
+                click.echo(f"{name}: no pixel has enough years for attribution "
+                           "(needs ≥ 6 years with 3 drivers)")
+            else:
+                click.echo(f"{name}: dominant factor by area: " + ", ".join(
+                    f"{r.category} {r.share_pct:.1f}%" for r in nat.itertuples()))
     click.echo(f"open with: intake.open_catalog({result.catalog!r})['nep'].to_dask()")
 
 

@@ -201,10 +201,10 @@ def basin_predictors(inputs: xr.Dataset, basins: xr.DataArray) -> pd.DataFrame:
     ids = np.array(sorted(int(i) for i in ids) if ids is not None
                    else sorted(_basin_ids_on_grid(basins)), dtype="int32")
     spatial = {d: c for d, c in (fields.chunksizes or {}).items() if d in ("lat", "lon")}
-    area = cell_area_da(fields)
+    area = cell_area_da(fields, chunks=spatial)
     mask = basins.astype("int32").rename("basin_id").assign_coords(lat=fields.lat, lon=fields.lon)
     if spatial:
-        area, mask = area.chunk(spatial), mask.chunk(spatial)
+        mask = mask.chunk(spatial)
     valid = fields["pr"].notnull()
     for v in PREDICTORS[1:]:
         valid = valid & fields[v].notnull()

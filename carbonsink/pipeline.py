@@ -17,8 +17,8 @@ import xarray as xr
 from . import ml
 from .catalog import write_catalog
 from .config import RunConfig
-from .io.store import Published, Store
-from .io.validate import REQUIRED, validate_inputs
+from .io.store import Published, Store, compute_default
+from .io.validate import (REQUIRED, check_value_stats, validate_inputs, value_stats)
 from .kernels.respiration import RH_MODELS
 from .products.attribution import compute_attribution
 from .products.climate import annual_drivers
@@ -46,25 +46,8 @@ class RunResult:
 
 def make_compute(progress: bool):
     """A compute callback for the store layer: the active client, with a progress bar if asked."""
-    def compute(delayed):
-        try:
-            from distributed import default_client, progress as dprogress
-            client = default_client()
-        except (ImportError, ValueError):
-            client = None
-        if client is None:
-            if progress:
-                from dask.diagnostics import ProgressBar
-                with ProgressBar():
-                    delayed.compute()
-            else:
-                delayed.compute()
-            return
-        future = client.compute(delayed)
-        if progress:
-            dprogress(future, notebook=False)
-            print(flush=True)
-        future.result()
+    def compute(*collections):
+        return compute_default(*collections, progress=progress)
     return compute
 
 
@@ -101,18 +84,29 @@ def _totals_attachment(var: str, regions: xr.Dataset, where=None):
 def publish_inputs(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name: str = "synthetic",
                    attachments: dict[str, bytes] | None = None, basins: xr.DataArray | None = None,
                    progress: bool = False) -> tuple[Published, Published]:
-    """Validate the canonical inputs (all checks, before anything is written), then publish them
-    and the region masks (+ cell areas, + river basins if given) of their grid."""
-    validate_inputs(inputs, REQUIRED["all"], source=inputs.attrs.get("source"))
+    """Validate and publish the canonical inputs, then the region masks (+ cell areas, + river
+    basins if given) of their grid.
+
+    Structure is checked before anything is written; values (ranges, NaN on land, mask) are checked
+    on statistics computed in the same dask pass as the staged write — the inputs are generated or
+    read once — and a failure removes the staged copy before anything is visible.
+    """
+    source = inputs.attrs.get("source")
+    variables = REQUIRED["all"]
+    validate_inputs(inputs, variables, source=source, check_values=False)
     compute = make_compute(progress)
     inputs = inputs.assign_attrs(run_config_hash=cfg.config_hash())
+    check = (value_stats(inputs, variables),
+             lambda stats: check_value_stats(inputs, variables, stats, source))
     p_inputs = store.publish(inputs, "inputs", name, compute=compute, attachments=attachments,
+                             check=check,
                              record=_record(inputs, cfg, "canonical carbonsink inputs "
                                             f"({inputs.attrs.get('title', name)})"))
     regions = region_masks(cfg.grid_obj())
     regions["cell_area"] = cell_area_da(regions)
     if basins is not None:
         regions["basin"] = basins
+    regions = regions.chunk(_chunks(cfg, inputs))   # the same tiles as the inputs
     p_regions = store.publish(regions, "inputs", "regions", compute=compute,
                               record=_record(regions, cfg, "region masks (province, division, "
                                              "karst_region, basin) and true cell areas (m2)"))
@@ -223,7 +217,8 @@ def run_demo(cfg: RunConfig, *, progress: bool = False,
     result.published.update(synthetic=p_inputs, regions=p_regions)
 
     stored = store.open("inputs", "synthetic")
-    regions = store.open("inputs", "regions").load()
+    # lazy, Zarr-backed masks: tasks read their tiles instead of carrying full-grid arrays
+    regions = store.open("inputs", "regions")
     models = [cfg.rh_model] + [m for m in rh_models if m != cfg.rh_model]
     for model in models:
         name = "nep" if model == cfg.rh_model else f"nep_{model}"

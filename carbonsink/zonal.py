@@ -19,12 +19,22 @@ from .regions import names as region_names
 COLUMNS = ["region_set", "region", "year", "area_km2", "mean_flux_t_km2", "total_tg"]
 
 
-def cell_area_da(obj) -> xr.DataArray:
-    """True cell areas (m²) of the grid ``obj`` lies on, as a (lat, lon) DataArray."""
+def cell_area_da(obj, chunks: dict | None = None) -> xr.DataArray:
+    """True cell areas (m²) of the grid ``obj`` lies on, as a (lat, lon) DataArray.
+
+    With ``chunks`` ({"lat": n, "lon": m}) the array is dask-backed and built from the 1-D row
+    areas, so a graph carries a few kB instead of a full-grid numpy array (93 MB at 1 km).
+    """
     grid = grid_of(obj)
-    return xr.DataArray(grid.cell_area(), dims=("lat", "lon"),
-                        coords={"lat": obj["lat"], "lon": obj["lon"]},
-                        attrs={"units": "m2", "long_name": "cell area on the sphere"})
+    attrs = {"units": "m2", "long_name": "cell area on the sphere"}
+    coords = {"lat": obj["lat"], "lon": obj["lon"]}
+    if not chunks:
+        return xr.DataArray(grid.cell_area(), dims=("lat", "lon"), coords=coords, attrs=attrs)
+    import dask.array as dsa
+    clat, clon = chunks.get("lat", grid.nlat), chunks.get("lon", grid.nlon)
+    rows = dsa.from_array(grid.row_area[:, None], chunks=(clat, 1))
+    data = dsa.broadcast_to(rows, grid.shape, chunks=(clat, clon))
+    return xr.DataArray(data, dims=("lat", "lon"), coords=coords, attrs=attrs)
 
 
 def _as_mask_sets(regions) -> dict[str, xr.DataArray]:
@@ -51,8 +61,7 @@ def totals(flux: xr.DataArray, regions=None, *, national: bool = True,
         flux = flux.expand_dims(year=[0])
     spatial = {d: c for d, c in (flux.chunksizes or {}).items() if d in ("lat", "lon")}
     # one dask copy of the areas and masks shared by every reduction, not a numpy copy per task
-    area = cell_area_da(flux)
-    area = area.chunk(spatial) if spatial else area
+    area = cell_area_da(flux, chunks=spatial)
     valid_area = area.where(flux.notnull(), 0.0)
     weighted = (flux * area).fillna(0.0)
 
@@ -115,8 +124,7 @@ def category_areas(categories: xr.DataArray, regions=None, *, national: bool = T
     cat_names = region_names(categories)
     cat_codes = np.array(sorted(cat_names), dtype="int32")
     spatial = {d: c for d, c in (categories.chunksizes or {}).items() if d in ("lat", "lon")}
-    area = cell_area_da(categories)
-    area = area.chunk(spatial) if spatial else area
+    area = cell_area_da(categories, chunks=spatial)
     cats = categories.fillna(0).astype("int32").rename("__category")
     lazy = {}
     if national:

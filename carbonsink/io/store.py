@@ -128,15 +128,23 @@ class Store:
         return self.fs.exists(self.path(rel))
 
     # --- datasets ----------------------------------------------------------------------------
-    def write_zarr(self, ds: xr.Dataset, rel: str, *, compute=None) -> str:
-        """Write ``ds`` to a Zarr group at ``rel`` (replacing it); ``compute`` runs the dask graph."""
-        uri = self.uri(rel)
+    def write_zarr(self, ds: xr.Dataset, rel: str, *, compute=None, also=None):
+        """Write ``ds`` to a Zarr group at ``rel`` (replacing it).
+
+        ``compute(*collections) -> results`` runs the dask graphs (default: the active client, else
+        the local scheduler). ``also``: a lazy object computed in the same pass as the write (so
+        shared inputs are produced once); its computed value is returned.
+        """
         ds = _prepare_for_zarr(ds)
         opts = None if self.protocol == "file" else (self._storage_options or None)
         delayed = ds.to_zarr(self.zarr_target(rel), mode="w", storage_options=opts,
                              zarr_format=ZARR_FORMAT, consolidated=False, compute=False)
-        (compute or _compute_default)(delayed)
-        return uri
+        compute = compute or compute_default
+        if also is None:
+            compute(delayed)
+            return None
+        import dask
+        return compute(delayed, dask.delayed(also))[1]
 
     def open_zarr(self, rel_or_uri: str, **kwargs) -> xr.Dataset:
         if "://" in rel_or_uri:
@@ -151,7 +159,8 @@ class Store:
 
     # --- versions ----------------------------------------------------------------------------
     def publish(self, ds: xr.Dataset, kind: str, name: str, *, version: str | None = None,
-                attachments=None, record: dict | None = None, compute=None) -> Published:
+                attachments=None, record: dict | None = None, compute=None,
+                check=None) -> Published:
         """Write ``ds`` as a new version of ``kind/name`` and make it ``latest`` atomically.
 
         ``attachments``: {suffix: bytes}, or a callable taking the staged (written, reopened)
@@ -164,12 +173,22 @@ class Store:
             raise StoreError(f"{kind}/{name} version {version} is already published")
         staged = f"{STAGING}/{rel}"
         self._remove(staged)
-        self.write_zarr(ds, staged, compute=compute)
-        back = self._check_written(ds, staged)
-        if callable(attachments):
-            attachments = attachments(back)
+        try:
+            computed = self.write_zarr(ds, staged, compute=compute,
+                                       also=None if check is None else check[0])
+            if check is not None:
+                check[1](computed)
+            back = self._check_written(ds, staged)
+            if callable(attachments):
+                attachments = attachments(back)
+        except BaseException:
+            self._remove(staged)
+            raise
+        finally:
+            self._prune_staging()
         self._remove(rel)
         self._move(staged, rel)
+        self._prune_staging()
         attached = {}
         for suffix, data in (attachments or {}).items():
             attached[suffix] = self.write_bytes(f"{kind}/{name}/{version}.{suffix}", data)
@@ -244,6 +263,18 @@ class Store:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
+    def _prune_staging(self):
+        """Remove empty directories left under _staging/ (local disks; object stores have none),
+        so a failed publish leaves the store exactly as it was."""
+        if self.protocol != "file":
+            return
+        top = self.path(STAGING)
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass  # not empty: a write in progress or a kept staged copy
+
     def _move(self, src_rel: str, dst_rel: str):
         src, dst = self.path(src_rel), self.path(dst_rel)
         self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
@@ -272,14 +303,25 @@ def _prepare_for_zarr(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _compute_default(delayed):
-    """Compute on the active distributed client if there is one, else the local scheduler."""
+def compute_default(*collections, progress: bool = False):
+    """Compute dask collections together (shared tasks run once) on the active distributed client
+    if there is one, else the local scheduler; optionally with a progress bar. Returns results."""
+    import dask
+
     try:
         from distributed import default_client
         client = default_client()
     except (ImportError, ValueError):
         client = None
-    if client is not None:
-        client.compute(delayed, sync=True)
-    else:
-        delayed.compute()
+    if client is None:
+        if progress:
+            from dask.diagnostics import ProgressBar
+            with ProgressBar():
+                return dask.compute(*collections)
+        return dask.compute(*collections)
+    futures = client.compute(list(collections))
+    if progress:
+        from distributed import progress as dprogress
+        dprogress(futures, notebook=False)
+        print(flush=True)
+    return client.gather(futures)

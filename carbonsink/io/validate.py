@@ -164,8 +164,12 @@ def _check_monthly(ds, var, src):
         raise InputError(var, src, "monthly time steps are not in calendar order")
 
 
-def _check_values(ds: xr.Dataset, variables, source):
-    """One pass over the data: min, max, and NaNs where land_mask says land."""
+def value_stats(ds: xr.Dataset, variables) -> dict:
+    """The lazy statistics the value checks need: min, max, NaNs on land, count per variable.
+
+    Returned lazy so a caller can compute them in the same dask pass as another use of the same
+    inputs (e.g. the staged write of a publish) and check them with :func:`check_value_stats`.
+    """
     land = ds["land_mask"] > 0 if "land_mask" in ds else None
     stats = {}
     if land is not None:
@@ -176,10 +180,12 @@ def _check_values(ds: xr.Dataset, variables, source):
         stats[var] = (da.min(skipna=True), da.max(skipna=True),
                       (da.isnull() & land).sum() if land is not None and var != "land_mask"
                       else xr.DataArray(0), da.count())
-    with warnings.catch_warnings():  # an all-NaN chunk is reported below, not as a warning
-        warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-        (computed,) = dask.compute(stats)
-    if land is not None and int(computed["_not_binary"]):
+    return stats
+
+
+def check_value_stats(ds: xr.Dataset, variables, computed: dict, source=None) -> None:
+    """Raise :class:`InputError` for the first problem the computed :func:`value_stats` show."""
+    if "_not_binary" in computed and int(computed["_not_binary"]):
         raise InputError("land_mask", _source(ds, "land_mask", source),
                          f"must hold only 0 and 1; {int(computed['_not_binary'])} cells hold "
                          "other values or NaN")
@@ -196,6 +202,20 @@ def _check_values(ds: xr.Dataset, variables, source):
             raise InputError(var, src, f"values {lo:g}..{hi:g} {spec.units} fall outside the "
                                        f"physical range {spec.valid_range} — wrong units, a fill "
                                        f"value (e.g. -9999) or negative amounts")
+
+
+def compute_quietly(*collections):
+    """dask.compute with numpy's all-NaN-slice warning silenced (an all-NaN chunk is reported as
+    an InputError by the checks, not as a warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+        return dask.compute(*collections)
+
+
+def _check_values(ds: xr.Dataset, variables, source):
+    """One pass over the data: min, max, and NaNs where land_mask says land."""
+    (computed,) = compute_quietly(value_stats(ds, variables))
+    check_value_stats(ds, variables, computed, source)
 
 
 def to_canonical_units(ds: xr.Dataset) -> xr.Dataset:

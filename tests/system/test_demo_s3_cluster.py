@@ -108,7 +108,7 @@ def test_demo_cli_publishes_products_readable_through_the_catalog(demo, dask_clu
     for key in ("inputs/synthetic", "inputs/regions", "products/nep", "products/nep_pei"):
         assert f"  {key}: {store_url}/{key}/v" in out, key
     for name in PRODUCTS:
-        assert f"{name}: national mean " in out
+        assert f"{name}: NEP: national mean " in out
         assert f"products/{name}/" in out and ".totals.csv" in out
 
     cfg = load_config(store=store_url)
@@ -147,7 +147,7 @@ def test_demo_cli_publishes_products_readable_through_the_catalog(demo, dask_clu
     assert sorted(national.year) == list(range(YEARS[0], YEARS[1] + 1))
     mean_nep = national.mean_flux_t_km2.mean()
     assert 50 <= mean_nep <= 400, mean_nep
-    assert f"nep: national mean {mean_nep:.1f} t C km-2 a-1" in out
+    assert f"nep: NEP: national mean {mean_nep:.2f} t C km-2 a-1" in out
     assert {"province", "division", "karst_region"} <= set(table.region_set)
 
 
@@ -185,7 +185,9 @@ def test_no_secret_in_output_records_catalog_or_attrs(demo, dask_cluster, moto_s
     assert f"{root}/catalog.yaml" in objects
     records = [o for o in objects if o.endswith(".json") and ".zarr/" not in o]
     zarr_meta = [o for o in objects if o.endswith("zarr.json")]
-    assert sum(o.endswith("/latest.json") for o in records) == 4
+    # inputs (synthetic, regions) and products (nep, nep_pei, karst, sink, trends ×2,
+    # attribution ×2): one latest pointer each
+    assert sum(o.endswith("/latest.json") for o in records) == 10
     assert len(records) >= 8          # 4 version records + 4 latest pointers
     assert len(zarr_meta) >= 4 * 3    # group + arrays of 4 datasets
     assert not [o for o in objects if "/_staging/" in o], "staging left behind"
