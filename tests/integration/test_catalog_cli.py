@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def demo_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "store"
     r = CliRunner().invoke(main, ["demo", "--store", str(root), "--resolution", "1",
-                                  "--years", "2000-2002", "--workers", "2", "--no-progress"])
+                                  "--years", "2000-2005", "--workers", "2", "--no-progress"])
     assert r.exit_code == 0, r.output + str(r.exception)
     return root, r.output
 
@@ -54,7 +54,7 @@ def test_catalog_reopens_identical_values(demo_store):
     table = cat["nep_totals"].read()
     assert isinstance(table, pd.DataFrame)
     nat = table[table.region == "China"]
-    assert len(nat) == 3 and (50 < nat.mean_flux_t_km2).all() and (nat.mean_flux_t_km2 < 400).all()
+    assert len(nat) == 6 and (50 < nat.mean_flux_t_km2).all() and (nat.mean_flux_t_km2 < 400).all()
 
 
 def test_catalog_entries_carry_metadata(demo_store):
@@ -64,7 +64,7 @@ def test_catalog_entries_carry_metadata(demo_store):
     entry = yaml.safe_load(text)["sources"]["nep"]
     meta = entry["metadata"]
     assert meta["units"]["nep"] == "g m-2 yr-1" and meta["grid"] == "1deg"
-    assert meta["years"] == [2000, 2002] and meta["version"].startswith("v")
+    assert meta["years"] == [2000, 2005] and meta["version"].startswith("v")
     assert entry["args"]["urlpath"].startswith("{{ CATALOG_DIR }}/products/nep/")
 
 
@@ -73,7 +73,7 @@ def test_rerun_keeps_earlier_versions(demo_store, tmp_path):
     store = Store(str(root))
     before = store.latest("products", "nep")
     r = CliRunner().invoke(main, ["demo", "--store", str(root), "--resolution", "1",
-                                  "--years", "2000-2002", "--workers", "1", "--no-progress"])
+                                  "--years", "2000-2005", "--workers", "1", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert len(store.versions("products", "nep")) == 2
     assert store.latest("products", "nep") != before
@@ -113,6 +113,8 @@ def test_demo_products_are_consistent(demo_store):
     nat = karst_totals[karst_totals.region == "China"].mean_flux_t_km2
     assert ((1 < nat) & (nat < 20)).all()        # CCS over carbonate pixels, t C km-2 a-1
     tr = store.open("products", "trends_sink")
-    assert tr.slope.attrs["units"] == "g m-2 yr-2" and tr.attrs["trend_period"] == "2000-2002"
+    assert tr.slope.attrs["units"] == "g m-2 yr-2" and tr.attrs["trend_period"] == "2000-2005"
     att = store.open("products", "attribution_sink")
-    assert set(np.unique(att.dominant_factor.values)) <= {0, 1, 2, 3, 4}
+    land = store.open("inputs", "synthetic").land_mask.values > 0
+    assert set(np.unique(att.dominant_factor.values[land])) <= {1, 2, 3, 4}   # 6 years: all land
+    assert (att.dominant_factor.values[~land] == 0).all()
