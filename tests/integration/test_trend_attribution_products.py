@@ -36,6 +36,15 @@ def test_trends_equal_kernel(world):
     assert tr.change_class.attrs["flag_meanings"].split() == list(kt.CHANGE_CLASS_MEANINGS)
 
 
+def test_ols_only_option_equals_full(world):
+    ds, _ = world
+    full = compute_trends(ds.npp).load()
+    ols = compute_trends(ds.npp, robust=False).load()
+    assert "sen_slope" not in ols and "mk_z" not in ols
+    for name in ("slope", "p_value", "cv", "change_class", "n_valid"):
+        np.testing.assert_array_equal(ols[name].values, full[name].values)
+
+
 def test_planted_trend_recovered_by_product(world):
     ds, _ = world
     tr = compute_trends(ds.npp).load()
