@@ -178,13 +178,17 @@ def _block(land, *, kind, grid: Grid, years, seed, block_info=None):
     (i0, i1), (j0, j1) = loc[-2], loc[-1]
     tile = _Tile(grid.lat[i0:i1], grid.lon[j0:j1], seed, i0, j0)
     if kind in ("soc", "carbonate_fraction"):
-        out = getattr(tile, kind)
-    elif kind in ("tas", "pr"):
-        out = getattr(tile, f"{kind}_monthly")(years)
-    else:
-        out = getattr(tile, kind)(years)
-    out = np.where(land > 0, out, np.nan)
-    return out.astype("f4")
+        return np.where(land > 0, getattr(tile, kind), np.nan).astype("f4")
+    # One year at a time into a float32 block: every field is keyed by absolute year and month, so a
+    # year generated alone is bit-identical, and the uint64/float64 temporaries of the noise stay at
+    # 1/nyears of the chunk instead of ~14x the float32 output (measured: +420 MiB per 30 MiB chunk).
+    monthly = kind in ("tas", "pr")
+    fn = getattr(tile, f"{kind}_monthly" if monthly else kind)
+    steps = 12 if monthly else 1
+    out = np.empty((len(years) * steps,) + tile.lat.shape, dtype="f4")
+    for k in range(len(years)):
+        out[k * steps:(k + 1) * steps] = np.where(land > 0, fn(years[k:k + 1]), np.nan)
+    return out
 
 
 def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
