@@ -94,8 +94,15 @@ class Grid:
 
     @property
     def transform(self) -> tuple[float, float, float, float, float, float]:
-        """GDAL geotransform-order affine (a, b, c, d, e, f) for rasterio: north-up."""
+        """The affine (a, b, c, d, e, f) of rasterio/``affine.Affine`` (north-up): cell edges,
+        x = a·col + b·row + c, y = d·col + e·row + f."""
         return (self.res, 0.0, self.west, 0.0, -self.res, self.north)
+
+    @property
+    def geotransform(self) -> tuple[float, float, float, float, float, float]:
+        """The same affine in GDAL's GeoTransform order (c, a, b, f, d, e)."""
+        a, b, c, d, e, f = self.transform
+        return (c, a, b, f, d, e)
 
     def coords(self) -> dict[str, tuple]:
         """xarray coords with CF attributes."""
@@ -162,3 +169,66 @@ def grid_of(obj) -> Grid:
     raise ValueError(
         f"lat/lon coordinates ({lat.size}×{lon.size}, step {res}°) are not a carbonsink grid preset "
         f"over {CHINA_BBOX} with descending latitude")
+
+
+# --- georeferencing (CF grid mapping that GDAL, rioxarray and CF readers understand) -------------
+GRID_MAPPING = "spatial_ref"
+
+# EPSG:4326 as WKT2 (pyproj 3.7 / PROJ 9: ``pyproj.CRS.from_epsg(4326).to_wkt()``), kept as a
+# constant so the core package needs no pyproj; tests/unit/test_georef.py checks it is EPSG:4326.
+EPSG_4326_WKT = (
+    'GEOGCRS["WGS 84",ENSEMBLE["World Geodetic System 1984 ensemble",'
+    'MEMBER["World Geodetic System 1984 (Transit)"],MEMBER["World Geodetic System 1984 (G730)"],'
+    'MEMBER["World Geodetic System 1984 (G873)"],MEMBER["World Geodetic System 1984 (G1150)"],'
+    'MEMBER["World Geodetic System 1984 (G1674)"],MEMBER["World Geodetic System 1984 (G1762)"],'
+    'MEMBER["World Geodetic System 1984 (G2139)"],MEMBER["World Geodetic System 1984 (G2296)"],'
+    'ELLIPSOID["WGS 84",6378137,298.257223563,LENGTHUNIT["metre",1]],ENSEMBLEACCURACY[2.0]],'
+    'PRIMEM["Greenwich",0,ANGLEUNIT["degree",0.0174532925199433]],CS[ellipsoidal,2],'
+    'AXIS["geodetic latitude (Lat)",north,ORDER[1],ANGLEUNIT["degree",0.0174532925199433]],'
+    'AXIS["geodetic longitude (Lon)",east,ORDER[2],ANGLEUNIT["degree",0.0174532925199433]],'
+    'USAGE[SCOPE["Horizontal component of 3D system."],AREA["World."],BBOX[-90,-180,90,180]],'
+    'ID["EPSG",4326]]')
+
+# CF-1.10 §5.6 latitude_longitude grid mapping of WGS 84 (as ``pyproj.CRS.to_cf()`` writes it)
+_CF_WGS84 = {
+    "grid_mapping_name": "latitude_longitude",
+    "semi_major_axis": 6378137.0,
+    "semi_minor_axis": 6356752.314245179,
+    "inverse_flattening": 298.257223563,
+    "reference_ellipsoid_name": "WGS 84",
+    "longitude_of_prime_meridian": 0.0,
+    "prime_meridian_name": "Greenwich",
+    "geographic_crs_name": "WGS 84",
+    "horizontal_datum_name": "World Geodetic System 1984 ensemble",
+}
+
+
+def grid_mapping_attrs(grid: Grid) -> dict:
+    """Attributes of the scalar ``spatial_ref`` grid-mapping variable of ``grid``: CF
+    (``grid_mapping_name``, ellipsoid, ``crs_wkt``) plus the GDAL/rioxarray keys ``spatial_ref``
+    (WKT) and ``GeoTransform`` (GDAL order, cell edges, north-up)."""
+    return {**_CF_WGS84, "crs_wkt": EPSG_4326_WKT, "spatial_ref": EPSG_4326_WKT,
+            "GeoTransform": " ".join(repr(float(v)) for v in grid.geotransform)}
+
+
+def georeference(obj):
+    """``obj`` (Dataset or DataArray on a carbonsink grid) with a CF grid mapping GDAL understands.
+
+    Adds the scalar coordinate ``spatial_ref`` (:func:`grid_mapping_attrs`) and sets
+    ``grid_mapping = "spatial_ref"`` on every data variable with both ``lat`` and ``lon`` dims, so
+    GDAL (netCDF/Zarr drivers), rioxarray (``.rio.crs``, ``.rio.transform()``) and CF tools read
+    EPSG:4326 and the cell-edge transform. Idempotent; returns a new object (``obj`` is unchanged).
+    Raises ValueError if ``obj`` is not on a grid preset (:func:`grid_of`).
+    """
+    import xarray as xr
+
+    grid = grid_of(obj)
+    spatial_ref = xr.Variable((), np.int64(0), grid_mapping_attrs(grid))
+    out = obj.assign_coords({GRID_MAPPING: spatial_ref})
+    if isinstance(out, xr.DataArray):
+        out.attrs = {**out.attrs, "grid_mapping": GRID_MAPPING}
+        return out
+    for name, var in out.data_vars.items():
+        if "lat" in var.dims and "lon" in var.dims:
+            out[name].attrs = {**var.attrs, "grid_mapping": GRID_MAPPING}
+    return out

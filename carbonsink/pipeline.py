@@ -4,17 +4,29 @@ publish products (+ tables) → regenerate the catalog.
 Nothing here starts or picks a cluster: dask work runs on the active distributed client if there is
 one (the CLI and flows make it), else on the local threaded scheduler. Every product is computed from
 published datasets read back from the store, as any later, separate run would.
+
+Content addressing, skip and resume: each dataset's version id is derived from what determines it
+(:func:`content_version`: its name and parameters, the run configuration's hash, the versions of the
+datasets it is computed from, the carbonsink version). Each ``*_step`` function first asks the store
+whether that version is already complete and, if so, reuses it (``Published.reused``) instead of
+recomputing; a rerun of an unchanged configuration therefore recomputes nothing, and a failed run
+resumes where it stopped. :func:`demo_products` is the product graph (which product is computed from
+which datasets) that both :func:`run_demo` and the Prefect flows walk.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
+import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
 import xarray as xr
 
-from . import ml
+from . import __version__, ml
 from .catalog import write_catalog
 from .config import RunConfig
 from .io.store import Published, Store, compute_default
@@ -33,6 +45,7 @@ log = logging.getLogger("carbonsink")
 
 DEMO_RH_MODELS = ("soil_tps", "pei")
 REGION_SETS = ["province", "division", "karst_region"]
+CONTENT_PREFIX = "c-"
 
 
 @dataclass
@@ -65,6 +78,8 @@ def _record(ds: xr.Dataset, cfg: RunConfig, description: str, **extra) -> dict:
                       if k not in ("storage_options", "cluster")}, **extra}
     if "year" in ds.coords:
         rec["years"] = [int(ds["year"].values.min()), int(ds["year"].values.max())]
+    else:  # static fields and per-pixel statistics: the years of the run they belong to
+        rec["years"] = [int(cfg.years[0]), int(cfg.years[1])]
     return rec
 
 
@@ -80,6 +95,47 @@ def _totals_attachment(var: str, regions: xr.Dataset, where=None):
     return attach
 
 
+# --- content addressing -------------------------------------------------------------------------
+def _address(cfg: RunConfig, kind: str, name: str, params: dict | None = None,
+             inputs: dict[str, Published] | None = None) -> tuple[str, dict]:
+    key = {"dataset": f"{kind}/{name}", "params": params or {}, "config_hash": cfg.config_hash(),
+           "inputs": {k: f"{p.key}@{p.version}" for k, p in sorted((inputs or {}).items())},
+           "code_version": __version__}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return CONTENT_PREFIX + digest[:16], key
+
+
+def content_version(cfg: RunConfig, kind: str, name: str, params: dict | None = None,
+                    inputs: dict[str, Published] | None = None) -> str:
+    """The content address of a dataset: ``c-`` + 16 hex digits of the SHA-256 of its kind/name and
+    parameters, the run configuration's hash (:meth:`RunConfig.config_hash`: what determines results,
+    not where they go or what computes them), the versions of the datasets it is computed from and
+    the carbonsink version. Same configuration, inputs and code → same id; change any of them and
+    this id, and every id downstream of it, changes."""
+    return _address(cfg, kind, name, params, inputs)[0]
+
+
+def _step(store: Store, cfg: RunConfig, kind: str, name: str, *, params: dict,
+          inputs: dict[str, Published], build: Callable[[str, dict], Published]) -> Published:
+    """Reuse the complete content-addressed version of ``kind/name`` if there is one, else call
+    ``build(version, record_extra)`` to compute and publish it under that version."""
+    version, key = _address(cfg, kind, name, params, inputs)
+    found = store.reuse(kind, name, version)
+    if found is not None:
+        log.info("%s/%s %s is complete: reused", kind, name, version)
+        return found
+    log.info("computing %s/%s %s", kind, name, version)
+    return build(version, {"content_address": key})
+
+
+def open_published(store: Store, p: Published) -> xr.Dataset:
+    """Open exactly the version ``p`` (not whatever ``latest`` points at by now), with the full
+    time axis in every dask chunk as the products want it (inputs may be stored a year per chunk)."""
+    ds = store.open(p.kind, p.name, p.version)
+    full_time = {d: -1 for d in ("time", "year") if d in ds.dims}
+    return ds.chunk(full_time) if full_time else ds
+
+
 # --- inputs -----------------------------------------------------------------------------------
 def publish_inputs(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name: str = "synthetic",
                    attachments: dict[str, bytes] | None = None, basins: xr.DataArray | None = None,
@@ -91,31 +147,81 @@ def publish_inputs(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name: st
     on statistics computed in the same dask pass as the staged write — the inputs are generated or
     read once — and a failure removes the staged copy before anything is visible.
     """
+    p_inputs = publish_canonical(store, cfg, inputs, name=name, attachments=attachments,
+                                 progress=progress)
+    p_regions = publish_regions(store, cfg, inputs.sizes["time"], basins=basins,
+                                progress=progress)
+    return p_inputs, p_regions
+
+
+def publish_canonical(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name: str,
+                      attachments: dict[str, bytes] | None = None, progress: bool = False,
+                      version: str | None = None, extra: dict | None = None) -> Published:
+    """Validate and publish canonical inputs alone (see :func:`publish_inputs`); ``version``: the id
+    to publish under (default timestamped), ``extra``: more fields for the version record."""
     source = inputs.attrs.get("source")
     variables = REQUIRED["all"]
     validate_inputs(inputs, variables, source=source, check_values=False)
-    compute = make_compute(progress)
     inputs = inputs.assign_attrs(run_config_hash=cfg.config_hash())
     check = (value_stats(inputs, variables),
              lambda stats: check_value_stats(inputs, variables, stats, source))
-    p_inputs = store.publish(inputs, "inputs", name, compute=compute, attachments=attachments,
-                             check=check,
-                             record=_record(inputs, cfg, "canonical carbonsink inputs "
-                                            f"({inputs.attrs.get('title', name)})"))
+    return store.publish(inputs, "inputs", name, compute=make_compute(progress),
+                         attachments=attachments, check=check, version=version,
+                         record=_record(inputs, cfg, "canonical carbonsink inputs "
+                                        f"({inputs.attrs.get('title', name)})", **(extra or {})))
+
+
+def publish_regions(store: Store, cfg: RunConfig, ntime: int, *,
+                    basins: xr.DataArray | None = None, progress: bool = False,
+                    version: str | None = None, extra: dict | None = None) -> Published:
+    """The region masks (+ cell areas, + river basins if given) of the configured grid, in the same
+    tiles as inputs of ``ntime`` months."""
     regions = region_masks(cfg.grid_obj())
     regions["cell_area"] = cell_area_da(regions)
     if basins is not None:
         regions["basin"] = basins
-    regions = regions.chunk(_chunks(cfg, inputs))   # the same tiles as the inputs
-    p_regions = store.publish(regions, "inputs", "regions", compute=compute,
-                              record=_record(regions, cfg, "region masks (province, division, "
-                                             "karst_region, basin) and true cell areas (m2)"))
-    return p_inputs, p_regions
+    regions = regions.chunk(cfg.grid_obj().chunks(ntime, target_mb=cfg.chunk_mb))
+    return store.publish(regions, "inputs", "regions", compute=make_compute(progress),
+                         version=version,
+                         record=_record(regions, cfg, "region masks (province, division, "
+                                        "karst_region, basin) and true cell areas (m2)",
+                                        **(extra or {})))
+
+
+def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
+                     progress: bool = False) -> tuple[Published, Published]:
+    """The demo's synthetic inputs (with their river-chemistry table) and region masks, each reused
+    if its content-addressed version is complete, else generated, validated and published.
+    ``rebuild``: a tag that gives the inputs — and so every product computed from them — new
+    versions (a full rebuild); the same tag again reuses them (a failed rebuild resumes)."""
+    params = {"source": "carbonsink.synthetic", **({"rebuild": rebuild} if rebuild else {})}
+    v_in, key_in = _address(cfg, "inputs", "synthetic", params)
+    p_in = store.reuse("inputs", "synthetic", v_in)
+    basins = None
+    if p_in is None:
+        log.info("synthetic China on %s for %s–%s", cfg.grid_obj(), *cfg.years)
+        inputs = make_inputs(cfg.grid_obj(), cfg.years, seed=cfg.seed, target_mb=cfg.chunk_mb)
+        basins = make_basins(cfg.grid_obj(), seed=cfg.seed)
+        ions = make_ion_table(inputs, basins, seed=cfg.seed)
+        p_in = publish_canonical(store, cfg, inputs, name="synthetic", progress=progress,
+                                 attachments={"river_chemistry.csv": _csv(ions)}, version=v_in,
+                                 extra={"content_address": key_in})
+    else:
+        log.info("%s %s is complete: reused", p_in.key, p_in.version)
+
+    def build_regions(version, extra):
+        b = make_basins(cfg.grid_obj(), seed=cfg.seed) if basins is None else basins
+        return publish_regions(store, cfg, p_in.record["dims"]["time"], basins=b,
+                               progress=progress, version=version, extra=extra)
+    p_reg = _step(store, cfg, "inputs", "regions", params={"basins": "carbonsink.synthetic"},
+                  inputs={"inputs": p_in}, build=build_regions)
+    return p_in, p_reg
 
 
 # --- products ---------------------------------------------------------------------------------
 def run_nep(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Dataset, *,
-            rh_model: str, name: str = "nep", progress: bool = False) -> Published:
+            rh_model: str, name: str = "nep", progress: bool = False,
+            version: str | None = None, extra: dict | None = None) -> Published:
     """Compute NEP with one Rh model and publish it with its totals table."""
     if rh_model not in RH_MODELS:
         raise ValueError(f"unknown Rh model {rh_model!r}")
@@ -123,15 +229,16 @@ def run_nep(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Datase
     nep = compute_nep(inputs, rh_model=rh_model, validate=False)
     nep = nep.chunk({"year": -1, **_chunks(cfg, inputs)})
     return store.publish(
-        nep, "products", name, compute=make_compute(progress),
+        nep, "products", name, compute=make_compute(progress), version=version,
         attachments=_totals_attachment("nep", regions),
         record=_record(nep, cfg, f"ecosystem organic sink NEP = NPP - Rh, Rh model {rh_model} "
-                                 "(positive = sink), g C m-2 a-1 = t C km-2 a-1"))
+                                 "(positive = sink), g C m-2 a-1 = t C km-2 a-1", **(extra or {})))
 
 
 def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Dataset,
-              ion_table: pd.DataFrame, *, name: str = "karst",
-              progress: bool = False) -> tuple[Published, ml.IonicStrengthModel]:
+              ion_table: pd.DataFrame, *, name: str = "karst", progress: bool = False,
+              version: str | None = None,
+              extra: dict | None = None) -> tuple[Published, ml.IonicStrengthModel]:
     """Train the ionic-strength forest on the river table, predict I for every pixel-year on the
     cluster, compute the MPD karst sink with it and publish it with the model and totals."""
     basins = regions["basin"]
@@ -150,23 +257,27 @@ def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Data
         out["ionic_strength_cv.csv"] = _csv(pd.DataFrame([model.to_attrs()]))
         return out
     p = store.publish(karst, "products", name, compute=make_compute(progress), attachments=attach,
+                      version=version,
                       record=_record(karst, cfg, "karst inorganic sink (maximum potential "
                                      "dissolution) with random-forest ionic strength; CCS in "
                                      "g C m-2 a-1 = t C km-2 a-1", ionic_strength_model=
-                                     model.to_attrs()))
+                                     model.to_attrs(), **(extra or {})))
     return p, model
 
 
 def run_sink(store: Store, cfg: RunConfig, nep: xr.Dataset, karst: xr.Dataset,
-             regions: xr.Dataset, *, name: str = "sink", progress: bool = False) -> Published:
+             regions: xr.Dataset, *, name: str = "sink", progress: bool = False,
+             version: str | None = None, extra: dict | None = None) -> Published:
     sink = compute_sink(nep, karst)
-    return store.publish(sink, "products", name, compute=make_compute(progress),
+    return store.publish(sink, "products", name, compute=make_compute(progress), version=version,
                          attachments=_totals_attachment("ecosystem_sink", regions),
-                         record=_record(sink, cfg, "ecosystem carbon sink = NEP + CCS"))
+                         record=_record(sink, cfg, "ecosystem carbon sink = NEP + CCS",
+                                        **(extra or {})))
 
 
 def run_trends(store: Store, cfg: RunConfig, da: xr.DataArray, regions: xr.Dataset, *,
-               name: str, progress: bool = False) -> Published:
+               name: str, progress: bool = False, version: str | None = None,
+               extra: dict | None = None) -> Published:
     """Trends, stability and change classes of one variable, with change-class areas."""
     tr = compute_trends(da)
 
@@ -177,12 +288,14 @@ def run_trends(store: Store, cfg: RunConfig, da: xr.DataArray, regions: xr.Datas
         return {"change_areas.csv": _csv(areas),
                 "increase_decrease_areas.csv": _csv(category_areas(sign, regions[REGION_SETS]))}
     return store.publish(tr, "products", name, compute=make_compute(progress), attachments=attach,
+                         version=version,
                          record=_record(tr, cfg, f"trends of {da.name} (OLS, Sen/Mann-Kendall, CV, "
-                                        "change classes)", variable=str(da.name)))
+                                        "change classes)", variable=str(da.name), **(extra or {})))
 
 
 def run_attribution(store: Store, cfg: RunConfig, da: xr.DataArray, drivers: xr.Dataset,
-                    regions: xr.Dataset, *, name: str, progress: bool = False) -> Published:
+                    regions: xr.Dataset, *, name: str, progress: bool = False,
+                    version: str | None = None, extra: dict | None = None) -> Published:
     """Attribution of a variable's trend to P, T, SR and human activity, with dominant-factor areas."""
     att = compute_attribution(da, {v: drivers[v] for v in ("pr", "tas", "rsds")})
 
@@ -190,63 +303,146 @@ def run_attribution(store: Store, cfg: RunConfig, da: xr.DataArray, drivers: xr.
         return {"dominant_areas.csv": _csv(category_areas(staged.dominant_factor,
                                                           regions[REGION_SETS]))}
     return store.publish(att, "products", name, compute=make_compute(progress), attachments=attach,
+                         version=version,
                          record=_record(att, cfg, f"attribution of the trend of {da.name} to "
                                         "precipitation, temperature, solar radiation and human "
                                         "activity (partial derivatives, detrended)",
-                                        variable=str(da.name)))
+                                        variable=str(da.name), **(extra or {})))
 
 
 def _chunks(cfg: RunConfig, inputs: xr.Dataset) -> dict[str, int]:
     return cfg.grid_obj().chunks(inputs.sizes["time"], target_mb=cfg.chunk_mb)
 
 
+# --- product steps: reuse the content-addressed version, or compute and publish it -------------
+# Each takes and returns Published references (kind, name, version, Zarr URI, record); datasets
+# are opened from the store at exactly the referenced versions.
+def nep_step(store: Store, cfg: RunConfig, inputs: Published, regions: Published, *,
+             rh_model: str, name: str = "nep", progress: bool = False) -> Published:
+    return _step(store, cfg, "products", name, params={"rh_model": rh_model},
+                 inputs={"inputs": inputs, "regions": regions},
+                 build=lambda version, extra: run_nep(
+                     store, cfg, open_published(store, inputs), open_published(store, regions),
+                     rh_model=rh_model, name=name, progress=progress, version=version,
+                     extra=extra))
+
+
+def karst_step(store: Store, cfg: RunConfig, inputs: Published, regions: Published, *,
+               name: str = "karst", progress: bool = False) -> Published:
+    """Karst sink with the ionic-strength forest trained on the inputs' river-chemistry table."""
+    def build(version, extra):
+        table = _read_csv(store, inputs, "river_chemistry.csv")
+        return run_karst(store, cfg, open_published(store, inputs),
+                         open_published(store, regions), table, name=name, progress=progress,
+                         version=version, extra=extra)[0]
+    return _step(store, cfg, "products", name, params={"ionic_strength": "random_forest"},
+                 inputs={"inputs": inputs, "regions": regions}, build=build)
+
+
+def sink_step(store: Store, cfg: RunConfig, nep: Published, karst: Published,
+              regions: Published, *, name: str = "sink", progress: bool = False) -> Published:
+    return _step(store, cfg, "products", name, params={},
+                 inputs={"nep": nep, "karst": karst, "regions": regions},
+                 build=lambda version, extra: run_sink(
+                     store, cfg, open_published(store, nep), open_published(store, karst),
+                     open_published(store, regions), name=name, progress=progress,
+                     version=version, extra=extra))
+
+
+def trends_step(store: Store, cfg: RunConfig, source: Published, regions: Published, *,
+                variable: str, name: str, progress: bool = False) -> Published:
+    return _step(store, cfg, "products", name, params={"variable": variable},
+                 inputs={"source": source, "regions": regions},
+                 build=lambda version, extra: run_trends(
+                     store, cfg, open_published(store, source)[variable],
+                     open_published(store, regions), name=name, progress=progress,
+                     version=version, extra=extra))
+
+
+def attribution_step(store: Store, cfg: RunConfig, source: Published, inputs: Published,
+                     regions: Published, *, variable: str, name: str,
+                     progress: bool = False) -> Published:
+    return _step(store, cfg, "products", name, params={"variable": variable},
+                 inputs={"source": source, "inputs": inputs, "regions": regions},
+                 build=lambda version, extra: run_attribution(
+                     store, cfg, open_published(store, source)[variable],
+                     annual_drivers(open_published(store, inputs)),
+                     open_published(store, regions), name=name, progress=progress,
+                     version=version, extra=extra))
+
+
+@dataclass(frozen=True)
+class ProductStep:
+    """One node of the product graph: ``run(store, cfg, *deps, progress=...) -> Published``, where
+    ``deps`` name the datasets it is computed from ("inputs", "regions" or another product)."""
+    name: str
+    deps: tuple[str, ...]
+    run: Callable[..., Published]
+
+
+def demo_products(cfg: RunConfig, rh_models=DEMO_RH_MODELS) -> dict[str, ProductStep]:
+    """The demo's products in dependency order: NEP with the configured Rh model (``nep``) and each
+    other one (``nep_<model>``), karst, the sink, and trends and attribution of NEP and the sink."""
+    steps: dict[str, ProductStep] = {}
+    for model in [cfg.rh_model] + [m for m in rh_models if m != cfg.rh_model]:
+        name = "nep" if model == cfg.rh_model else f"nep_{model}"
+        steps[name] = ProductStep(name, ("inputs", "regions"),
+                                  functools.partial(nep_step, rh_model=model, name=name))
+    steps["karst"] = ProductStep("karst", ("inputs", "regions"), karst_step)
+    steps["sink"] = ProductStep("sink", ("nep", "karst", "regions"), sink_step)
+    for source, variable in (("nep", "nep"), ("sink", "ecosystem_sink")):
+        name = f"trends_{source}"
+        steps[name] = ProductStep(name, (source, "regions"), functools.partial(
+            trends_step, variable=variable, name=name))
+        name = f"attribution_{source}"
+        steps[name] = ProductStep(name, (source, "inputs", "regions"), functools.partial(
+            attribution_step, variable=variable, name=name))
+    return steps
+
+
+def publish_catalog(store: Store, published: Iterable[Published]) -> str:
+    """Point ``latest`` of each dataset at the given version (the ones this run produced or reused)
+    and regenerate the catalog; returns the catalog's URL."""
+    for p in published:
+        store.set_latest(p.kind, p.name, p.version)
+    return write_catalog(store)
+
+
+def summarize(store: Store, published: dict[str, Published]) -> tuple[dict, dict]:
+    """Headline tables (period summaries, area tables) and facts of the demo's products, read from
+    their published attachments (the same for computed and reused versions)."""
+    tables: dict[str, pd.DataFrame] = {}
+    facts: dict[str, object] = {}
+    for name, p in published.items():
+        if p.kind != "products":
+            continue
+        if name.startswith(("nep", "karst", "sink")):
+            tables[name] = period_summary(_read_csv(store, p, "totals.csv"))
+        elif name.startswith("trends_"):
+            tables[name] = _read_csv(store, p, "increase_decrease_areas.csv")
+        elif name.startswith("attribution_"):
+            tables[name] = _read_csv(store, p, "dominant_areas.csv")
+        if name == "karst":
+            m = p.record.get("ionic_strength_model", {})
+            facts.update(ionic_strength_cv_r2=m.get("ionic_strength_cv_r2"),
+                         ionic_strength_cv_rmse=m.get("ionic_strength_cv_rmse"))
+    return tables, facts
+
+
 # --- the demo ---------------------------------------------------------------------------------
-def run_demo(cfg: RunConfig, *, progress: bool = False,
-             rh_models=DEMO_RH_MODELS) -> RunResult:
+def run_demo(cfg: RunConfig, *, progress: bool = False, rh_models=DEMO_RH_MODELS,
+             rebuild: str = "") -> RunResult:
     """The demo end to end on synthetic China: inputs → NEP (each Rh model) → karst → sink →
-    trends and attribution of NEP and the sink → tables → catalog."""
+    trends and attribution of NEP and the sink → tables → catalog. Datasets whose content-addressed
+    version is already complete are reused, not recomputed (``Published.reused``)."""
     store = Store(cfg.store, cfg.resolved_storage_options())
-    grid = cfg.grid_obj()
-    log.info("synthetic China on %s for %s–%s", grid, *cfg.years)
-    inputs = make_inputs(grid, cfg.years, seed=cfg.seed, target_mb=cfg.chunk_mb)
-    basins = make_basins(grid, seed=cfg.seed)
-    ions = make_ion_table(inputs, basins, seed=cfg.seed)
-    p_inputs, p_regions = publish_inputs(store, cfg, inputs, basins=basins, progress=progress,
-                                         attachments={"river_chemistry.csv": _csv(ions)})
+    p_inputs, p_regions = demo_inputs_step(store, cfg, rebuild=rebuild, progress=progress)
     result = RunResult(store=store.url)
     result.published.update(synthetic=p_inputs, regions=p_regions)
-
-    stored = store.open("inputs", "synthetic")
-    # lazy, Zarr-backed masks: tasks read their tiles instead of carrying full-grid arrays
-    regions = store.open("inputs", "regions")
-    models = [cfg.rh_model] + [m for m in rh_models if m != cfg.rh_model]
-    for model in models:
-        name = "nep" if model == cfg.rh_model else f"nep_{model}"
-        log.info("computing %s (Rh model %s)", name, model)
-        p = run_nep(store, cfg, stored, regions, rh_model=model, name=name, progress=progress)
-        result.published[name] = p
-        result.tables[name] = period_summary(_read_csv(store, p, "totals.csv"))
-
-    table = _read_csv(store, p_inputs, "river_chemistry.csv")
-    p, model = run_karst(store, cfg, stored, regions, table, progress=progress)
-    result.published["karst"] = p
-    result.tables["karst"] = period_summary(_read_csv(store, p, "totals.csv"))
-    result.facts.update(ionic_strength_cv_r2=model.cv_r2, ionic_strength_cv_rmse=model.cv_rmse)
-
-    nep, karst = store.open("products", "nep"), store.open("products", "karst")
-    p = run_sink(store, cfg, nep, karst, regions, progress=progress)
-    result.published["sink"] = p
-    result.tables["sink"] = period_summary(_read_csv(store, p, "totals.csv"))
-
-    sink = store.open("products", "sink")
-    drivers = annual_drivers(stored)
-    for var, da in (("nep", nep["nep"]), ("sink", sink["ecosystem_sink"])):
-        p = run_trends(store, cfg, da, regions, name=f"trends_{var}", progress=progress)
-        result.published[f"trends_{var}"] = p
-        result.tables[f"trends_{var}"] = _read_csv(store, p, "increase_decrease_areas.csv")
-        p = run_attribution(store, cfg, da, drivers, regions, name=f"attribution_{var}",
-                            progress=progress)
-        result.published[f"attribution_{var}"] = p
-        result.tables[f"attribution_{var}"] = _read_csv(store, p, "dominant_areas.csv")
-    result.catalog = write_catalog(store)
+    done = {"inputs": p_inputs, "regions": p_regions}
+    for name, step in demo_products(cfg, rh_models).items():
+        done[name] = step.run(store, cfg, *(done[d] for d in step.deps), progress=progress)
+        result.published[name] = done[name]
+    result.tables, result.facts = summarize(store, result.published)
+    result.catalog = publish_catalog(store, result.published.values())
     return result

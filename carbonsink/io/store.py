@@ -15,9 +15,17 @@ stores), attachments are written, and only then the version record and the ``lat
 single small-object PUT, atomic on S3 — are written. A run that fails at any step leaves ``latest``,
 the catalog and every listed version as they were. Storage credentials stay in ``storage_options``:
 never in repr, attrs, records or catalogs.
+
+Versions are either timestamped (:func:`new_version`, the default) or content-addressed: the caller
+passes a deterministic id (``c-<hash>`` from :func:`carbonsink.pipeline.content_version`) and, before
+computing, asks :meth:`Store.complete` whether that version already has a record — if so it is reused
+(:meth:`Store.reuse` points ``latest`` at it) instead of recomputed. ``latest`` is the pointer, not
+the sort order: :meth:`Store.versions` lists complete versions by the time their record was written.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -33,7 +41,11 @@ STAGING = "_staging"
 
 
 class StoreError(RuntimeError):
-    pass
+    """A store problem; ``transient`` when retrying later may succeed (the store was unreachable)."""
+
+    def __init__(self, *args, transient: bool = False):
+        super().__init__(*args)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class Published:
     version: str
     uri: str            # the version's Zarr URL
     record: dict
+    reused: bool = False  # an existing complete version was reused instead of recomputed
 
     @property
     def key(self) -> str:
@@ -71,9 +84,15 @@ class Store:
             bucket = self.root.split("/", 1)[0]
             try:
                 exists = self.fs.exists(bucket)
+                if not exists:
+                    # s3fs's exists() also answers False when the server cannot be reached: ask
+                    # again in a way that raises the real error (a missing bucket stays False)
+                    with contextlib.suppress(FileNotFoundError, PermissionError):
+                        self.fs.ls(bucket, refresh=True)
+                        exists = True
             except Exception as e:  # noqa: BLE001 - wrap anything the client raises, without options
                 raise StoreError(f"cannot reach object store for {self.url}: {type(e).__name__}: "
-                                 f"{e}") from None
+                                 f"{e}", transient=True) from None
             if not exists:
                 raise StoreError(f"bucket {bucket!r} of {self.url} does not exist or is not "
                                  "reachable with the given credentials")
@@ -127,6 +146,11 @@ class Store:
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 
+    def _fresh(self, rel: str):
+        """Forget cached listings of ``rel``'s directory: records and pointers are written by other
+        processes (other dask workers, other runs), and a stale listing would hide them."""
+        self.fs.invalidate_cache(self.path(posixpath.dirname(rel)))
+
     # --- datasets ----------------------------------------------------------------------------
     def write_zarr(self, ds: xr.Dataset, rel: str, *, compute=None, also=None):
         """Write ``ds`` to a Zarr group at ``rel`` (replacing it).
@@ -169,7 +193,7 @@ class Store:
         """
         version = version or new_version()
         rel = f"{kind}/{name}/{version}.zarr"
-        if self.exists(f"{kind}/{name}/{version}.json"):
+        if self.complete(kind, name, version) is not None:
             raise StoreError(f"{kind}/{name} version {version} is already published")
         staged = f"{STAGING}/{rel}"
         self._remove(staged)
@@ -194,7 +218,7 @@ class Store:
             attached[suffix] = self.write_bytes(f"{kind}/{name}/{version}.{suffix}", data)
         rec = {
             "kind": kind, "name": name, "version": version, "path": rel,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
             "variables": sorted(ds.data_vars), "dims": {k: int(v) for k, v in ds.sizes.items()},
             "attachments": {s: f"{kind}/{name}/{version}.{s}" for s in attached},
             **(record or {}),
@@ -204,22 +228,57 @@ class Store:
         return Published(kind, name, version, self.uri(rel), rec)
 
     def versions(self, kind: str, name: str) -> list[str]:
-        """Complete versions (those with a record), oldest first."""
+        """Complete versions (those with a record), oldest first by the time their record was
+        written (ties by id). Content-addressed ids do not sort by time: ``latest`` is the pointer,
+        not the last of this list."""
         base = self.path(kind, name)
+        self.fs.invalidate_cache(base)
         if not self.fs.exists(base):
             return []
         out = []
         for p in self.fs.ls(base, detail=False):
             leaf = posixpath.basename(p.rstrip("/"))
             if leaf.endswith(".json") and leaf != "latest.json":
-                out.append(leaf[:-5])
-        return sorted(out)
+                v = leaf[:-5]
+                try:
+                    created = json.loads(self.read_text(f"{kind}/{name}/{leaf}")).get("created", "")
+                except (OSError, ValueError):
+                    created = ""
+                out.append((str(created), v))
+        return [v for _, v in sorted(out)]
 
     def latest(self, kind: str, name: str) -> str | None:
         rel = f"{kind}/{name}/latest.json"
+        self._fresh(rel)
         if not self.exists(rel):
             return None
         return json.loads(self.read_text(rel))["version"]
+
+    def complete(self, kind: str, name: str, version: str) -> Published | None:
+        """The published version if it is complete (its record exists), else None."""
+        rel = f"{kind}/{name}/{version}.json"
+        self._fresh(rel)
+        if not self.exists(rel):
+            return None
+        rec = json.loads(self.read_text(rel))
+        return Published(kind, name, version, self.uri(rec["path"]), rec)
+
+    def set_latest(self, kind: str, name: str, version: str) -> None:
+        """Point ``latest`` at a complete version (one small atomic write; none if it already
+        points there)."""
+        if self.complete(kind, name, version) is None:
+            raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
+        if self.latest(kind, name) != version:
+            self.write_text(f"{kind}/{name}/latest.json", json.dumps({"version": version}))
+
+    def reuse(self, kind: str, name: str, version: str) -> Published | None:
+        """If ``version`` is complete, make it ``latest`` and return it marked ``reused``; else
+        None (the caller computes and publishes it)."""
+        p = self.complete(kind, name, version)
+        if p is None:
+            return None
+        self.set_latest(kind, name, version)
+        return dataclasses.replace(p, reused=True)
 
     def record(self, kind: str, name: str, version: str = "latest") -> dict:
         version = self.resolve(kind, name, version)
@@ -231,6 +290,7 @@ class Store:
             if v is None:
                 raise StoreError(f"nothing published under {kind}/{name} in {self.url}")
             return v
+        self._fresh(f"{kind}/{name}/{version}.json")
         if not self.exists(f"{kind}/{name}/{version}.json"):
             raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
         return version
@@ -247,6 +307,7 @@ class Store:
         out = []
         for kind in ("inputs", "products"):
             base = self.path(kind)
+            self.fs.invalidate_cache(base)
             if not self.fs.exists(base):
                 continue
             for p in sorted(self.fs.ls(base, detail=False)):
@@ -295,7 +356,15 @@ class Store:
 
 
 def _prepare_for_zarr(ds: xr.Dataset) -> xr.Dataset:
-    """Drop encodings inherited from a source store (old chunks/codecs clash with the new layout)."""
+    """Georeference datasets on a grid preset (CF grid mapping GDAL/rioxarray read) and drop
+    encodings inherited from a source store (old chunks/codecs clash with the new layout)."""
+    from ..grid import georeference
+
+    if "lat" in ds.coords and "lon" in ds.coords:
+        try:
+            ds = georeference(ds)
+        except ValueError:
+            pass  # not on a preset grid (e.g. a table-like dataset): stored as given
     ds = ds.copy()
     for v in ds.variables.values():
         v.encoding = {k: val for k, val in v.encoding.items()
@@ -325,3 +394,36 @@ def compute_default(*collections, progress: bool = False):
         dprogress(futures, notebook=False)
         print(flush=True)
     return client.gather(futures)
+
+
+# Exception classes (by name, so that no client library has to be importable) of object-store
+# clients that mean "the server could not be reached or dropped the connection": worth a retry.
+_TRANSIENT_NAMES = {
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+    "ProxyConnectionError", "HTTPClientError",                        # botocore
+    "ClientConnectionError", "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
+    "ServerTimeoutError", "ClientPayloadError",                       # aiohttp
+    "FSTimeoutError", "IncompleteRead", "ResponseParserError",
+}
+# OSErrors that say something about the data, not the connection: retrying will not help
+_PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                        PermissionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a transient storage or network failure —
+    an unreachable or restarting object store, a dropped connection, a timeout — so that a retry
+    may succeed. Bad input, configuration and unit errors (all ``ValueError``) and missing data
+    are not transient. Used by the orchestration layer's retry policy."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ValueError, TypeError, KeyError, _PERMANENT_OS_ERRORS)):
+            return False
+        if getattr(exc, "transient", False) or isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, OSError) or any(c.__name__ in _TRANSIENT_NAMES
+                                           for c in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -64,23 +64,50 @@ def test_catalog_entries_carry_metadata(demo_store):
     entry = yaml.safe_load(text)["sources"]["nep"]
     meta = entry["metadata"]
     assert meta["units"]["nep"] == "g m-2 yr-1" and meta["grid"] == "1deg"
-    assert meta["years"] == [2000, 2005] and meta["version"].startswith("v")
+    assert meta["years"] == [2000, 2005] and meta["version"].startswith("c-")   # content address
     assert entry["args"]["urlpath"].startswith("{{ CATALOG_DIR }}/products/nep/")
 
 
-def test_rerun_keeps_earlier_versions(demo_store, tmp_path):
+def test_rerun_of_an_unchanged_config_reuses_every_dataset(demo_store):
+    """Versions are content-addressed: the same configuration, inputs and code give the same
+    version ids, so an identical rerun reuses every complete version and recomputes nothing."""
     root, _ = demo_store
     store = Store(str(root))
-    before = store.latest("products", "nep")
+    before = {p.key: p.version for p in store.published()}
+    data = sorted(str(p) for p in root.rglob("*") if ".zarr" in str(p))
     r = CliRunner().invoke(main, ["demo", "--store", str(root), "--resolution", "1",
                                   "--years", "2000-2005", "--workers", "1", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert len(store.versions("products", "nep")) == 2
-    assert store.latest("products", "nep") != before
-    xr.testing.assert_equal(store.open("products", "nep", before).nep,
-                            store.open("products", "nep").nep)   # deterministic
+    assert "reused 10 of 10 datasets" in r.output
+    assert r.output.count("(reused)") == 10
+    assert {p.key: p.version for p in store.published()} == before
+    assert all(len(store.versions(*k.split("/"))) == 1 for k in before)
+    assert sorted(str(p) for p in root.rglob("*") if ".zarr" in str(p)) == data  # nothing written
     r = CliRunner().invoke(main, ["catalog", str(root)])
     assert r.exit_code == 0 and "products nep" in r.output
+
+
+def test_config_change_creates_new_versions_and_keeps_earlier_ones(demo_store, tmp_path):
+    """A changed configuration (here the chunk size, which changes no value) gives every dataset a
+    new version: published next to the earlier one, which stays readable; ``latest`` is the new
+    one. Going back to the earlier configuration reuses the earlier versions."""
+    root, _ = demo_store
+    store = Store(str(root))
+    before = store.latest("products", "nep")
+    args = ["demo", "--store", str(root), "--resolution", "1", "--years", "2000-2005",
+            "--workers", "1", "--no-progress"]
+    r = CliRunner().invoke(main, [*args, "--chunk-mb", "8"])
+    assert r.exit_code == 0, r.output
+    assert "(reused)" not in r.output
+    after = store.latest("products", "nep")
+    assert after != before and after.startswith("c-")
+    assert store.versions("products", "nep") == [before, after]   # oldest first
+    xr.testing.assert_equal(store.open("products", "nep", before).nep,
+                            store.open("products", "nep").nep)   # deterministic
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and r.output.count("(reused)") == 10, r.output
+    assert store.latest("products", "nep") == before            # latest is the pointer
+    assert store.versions("products", "nep") == [before, after]
 
 
 def test_cli_help_lists_commands():

@@ -106,7 +106,7 @@ def test_demo_cli_publishes_products_readable_through_the_catalog(demo, dask_clu
     assert f"dask cluster: {dask_cluster}" in out
     assert f"catalog: {store_url}/catalog.yaml" in out
     for key in ("inputs/synthetic", "inputs/regions", "products/nep", "products/nep_pei"):
-        assert f"  {key}: {store_url}/{key}/v" in out, key
+        assert f"  {key}: {store_url}/{key}/c-" in out, key     # content-addressed versions
     for name in PRODUCTS:
         assert f"{name}: NEP: national mean " in out
         assert f"products/{name}/" in out and ".totals.csv" in out
