@@ -70,10 +70,15 @@ def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, con
     except _USER_ERRORS as e:
         _fail(e)
     click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")
+    reused = [n for n, p in result.published.items() if p.reused]
+    if reused:
+        click.echo(f"reused {len(reused)} of {len(result.published)} datasets unchanged since an "
+                   "earlier run (same configuration, inputs and code): " + ", ".join(reused))
     click.echo(f"store:   {result.store}")
     click.echo(f"catalog: {result.catalog}")
     for name, p in result.published.items():
-        click.echo(f"  {p.key}: {p.uri}")
+        # reused: its content-addressed version was already complete, nothing was recomputed
+        click.echo(f"  {p.key}: {p.uri}" + ("  (reused)" if p.reused else ""))
         for suffix, rel in p.record.get("attachments", {}).items():
             click.echo(f"      {suffix}: {result.store}/{rel}")
     period = f"{cfg.years[0]}–{cfg.years[1]} mean ± s.d."
@@ -125,6 +130,135 @@ def catalog_cmd(store, regenerate):
                        f"{rec.get('years', '')}  {', '.join(rec.get('variables', []))}")
     except _USER_ERRORS as e:
         _fail(e)
+
+
+# --- carbonsink cluster up|down|status (implementation: carbonsink.cluster) ---------------------
+_state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False), default=None,
+    help="where the cluster's state, scheduler file and logs live "
+         "[default $CARBONSINK_CLUSTER_DIR, else ~/.carbonsink/cluster]")
+
+
+@main.group("cluster")
+def cluster_group():
+    """A local multi-process dask cluster that keeps running in the background.
+
+    `up` starts it, `status` shows it (exit 0 running, 1 not running), `down` stops it (exit 0,
+    also when nothing is running). Use it with `carbonsink demo --scheduler ADDR`, the
+    CARBONSINK_SCHEDULER environment variable or `distributed.Client(ADDR)`.
+    """
+
+
+@cluster_group.command("up")
+@click.option("--workers", "n_workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="worker processes")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--memory-limit", default="2GB", show_default=True,
+              help="memory limit of each worker process (e.g. 2GB, 4GiB, auto)")
+@_state_dir_option
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="seconds to wait for the scheduler and every worker")
+def cluster_up_cmd(n_workers, threads_per_worker, memory_limit, state_dir, timeout):
+    """Start `dask scheduler` + N `dask worker` processes on 127.0.0.1, detached."""
+    from .cluster import cluster_up, default_state_dir, resolve_state_dir
+
+    try:
+        st = cluster_up(n_workers, threads_per_worker=threads_per_worker,
+                        memory_limit=memory_limit, state_dir=state_dir, timeout=timeout)
+    except ClusterError as e:
+        _fail(e)
+    addr = st["scheduler"]
+    where = resolve_state_dir(state_dir)
+    sd = "" if where == resolve_state_dir(default_state_dir()) else f" --state-dir {where}"
+    click.echo(f"dask cluster up: {n_workers} worker(s) × {threads_per_worker} thread(s), "
+               f"{memory_limit} each (state and logs: {where})")
+    click.echo(f"scheduler: {addr}")
+    click.echo(f"dashboard: {st['dashboard']}")
+    click.echo("use it:")
+    click.echo(f"  carbonsink demo --scheduler {addr}")
+    click.echo(f"  export CARBONSINK_SCHEDULER={addr}    # then every carbonsink command uses it")
+    click.echo(f"  from distributed import Client; client = Client({addr!r})    # Python/notebook")
+    click.echo(f"stop it:   carbonsink cluster down{sd}")
+
+
+@cluster_group.command("status")
+@_state_dir_option
+def cluster_status_cmd(state_dir):
+    """Whether the cluster runs, and its workers (exit 0 running, 1 not running)."""
+    from dask.utils import format_bytes
+
+    from .cluster import cluster_status, resolve_state_dir
+
+    try:
+        s = cluster_status(state_dir)
+    except ClusterError as e:
+        _fail(e)
+    where = resolve_state_dir(state_dir)
+    if s["state"] is None:
+        click.echo(f"not running: no cluster recorded in {where}")
+        sys.exit(1)
+    st = s["state"]
+    if not s["running"]:
+        click.echo(f"not running: {st['scheduler']} is recorded in {where} but {s['error']}; "
+                   "`carbonsink cluster down` cleans up")
+        sys.exit(1)
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["started_at"]))
+    click.echo(f"running: {st['scheduler']}  dashboard: {st['dashboard']}  (since {since}, "
+               f"state in {where})")
+    click.echo(f"{len(s['workers'])} worker(s) (started {st['n_workers']}):")
+    for w in s["workers"]:
+        limit = format_bytes(w["memory_limit"]) if w["memory_limit"] else "no limit"
+        used = format_bytes(w["memory"]) if w["memory"] is not None else "?"
+        click.echo(f"  {w['name']:10s} {w['address']:24s} {w['nthreads']} thread(s)  "
+                   f"memory {used} of {limit}  {w['status']}")
+
+
+@cluster_group.command("down")
+@_state_dir_option
+@click.option("--timeout", type=float, default=20.0, show_default=True,
+              help="seconds to wait after SIGTERM before SIGKILL")
+def cluster_down_cmd(state_dir, timeout):
+    """Stop the cluster (SIGTERM, then SIGKILL after --timeout) and remove its state; exit 0 also
+    when nothing is running."""
+    from .cluster import cluster_down, resolve_state_dir
+
+    try:
+        res = cluster_down(state_dir, timeout=timeout)
+    except ClusterError as e:
+        _fail(e)
+    where = resolve_state_dir(state_dir)
+    if res is None:
+        click.echo(f"no cluster recorded in {where}: nothing to stop")
+        return
+    click.echo(f"stopped the cluster at {res['state'].get('scheduler')} "
+               f"({len(res['stopped'])} process(es)); removed its state in {where}")
+
+
+@main.command("ingest")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", required=True,
+              help="where to publish: a path, file://, s3://bucket/prefix or memory:// (S3 keys "
+                   "from AWS_* environment variables)")
+@click.option("--name", default=None, help="publish as inputs/NAME [default: the manifest's name]")
+@click.option("--dry-run", is_flag=True, help="check the manifest and every file, say what would be "
+                                              "written, write nothing")
+@click.option("--progress/--no-progress", default=False, help="progress bar while computing")
+def ingest_cmd(manifest, store, name, dry_run, progress):
+    """Ingest the real data files MANIFEST names (YAML) into canonical inputs in STORE."""
+    from .io.ingest import ingest
+    from .io.store import Store
+
+    try:
+        cfg = load_config(store=store)
+        st = Store(cfg.store, cfg.resolved_storage_options())
+        result = ingest(manifest, st, name=name, dry_run=dry_run, progress=progress)
+    except _USER_ERRORS as e:
+        _fail(e)
+    click.echo(result.message)
+    if result.uri:
+        click.echo(f"inputs:  {result.uri}")
+    if result.catalog:
+        click.echo(f"catalog: {result.catalog}")
 
 
 if __name__ == "__main__":

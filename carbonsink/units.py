@@ -73,7 +73,29 @@ _TABLE: dict[str, dict[str, tuple[float, float]]] = {
                "t c ha-1": (0.1, 0), "mg c ha-1": (0.1, 0), "t ha-1": (0.1, 0)},
     # dimensionless
     "1": {"1": (1, 0), "": (1, 0), "fraction": (1, 0), "%": (0.01, 0), "percent": (0.01, 0)},
+    # solute concentrations of river water (ion tables, SCIENCE.md §2-3). Mass and charge
+    # concentrations become molar ones per ion with ION_MOLAR_MASS / ION_CHARGE below.
+    "mmol L-1": {"mmol l-1": (1, 0), "mmol/l": (1, 0), "mmol dm-3": (1, 0), "mol l-1": (1e3, 0),
+                 "mol/l": (1e3, 0), "umol l-1": (1e-3, 0), "µmol l-1": (1e-3, 0),
+                 "μmol l-1": (1e-3, 0), "umol/l": (1e-3, 0)},
+    "mg L-1": {"mg l-1": (1, 0), "mg/l": (1, 0), "g l-1": (1e3, 0), "ug l-1": (1e-3, 0),
+               "µg l-1": (1e-3, 0), "μg l-1": (1e-3, 0)},
+    "meq L-1": {"meq l-1": (1, 0), "meq/l": (1, 0), "ueq l-1": (1e-3, 0), "µeq l-1": (1e-3, 0)},
 }
+
+# Extra spellings met in real files (MODIS, ERA5-Land, CMFD, CHIRPS) for quantities above.
+_TABLE["g m-2 yr-1"].update({"kgc m-2 yr-1": (1e3, 0), "kg c m-2 year-1": (1e3, 0),
+                             "g c m-2 year-1": (1, 0), "gc m-2 year-1": (1, 0)})
+_TABLE["MJ m-2 yr-1"].update({"mj m-2 year-1": (1, 0), "j m-2 year-1": (1e-6, 0)})
+_TABLE["mm yr-1"].update({"mm year-1": (1, 0), "m year-1": (1e3, 0)})
+_TABLE["degC"].update({"degree_celsius": (1, 0), "degrees_kelvin": (1, -273.15),
+                       "degk": (1, -273.15), "deg_k": (1, -273.15)})
+
+# Molar masses (g mol-1) and charges of the seven major ions of river chemistry tables:
+# mg L-1 / M = mmol L-1, meq L-1 / |z| = mmol L-1.
+ION_MOLAR_MASS = {"ca": 40.078, "mg": 24.305, "na": 22.990, "k": 39.098, "hco3": 61.017,
+                  "so4": 96.06, "cl": 35.45}
+ION_CHARGE = {"ca": 2, "mg": 2, "na": 1, "k": 1, "hco3": 1, "so4": 2, "cl": 1}
 
 _ALIASES: dict[str, _Unit] = {}
 for _canon, _aliases in _TABLE.items():

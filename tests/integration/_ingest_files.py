@@ -1,0 +1,289 @@
+"""Small real-format source files for the ingest tests, built from analytic fields so every value
+that lands on the grid can be computed by hand.
+
+Layouts mimic the real products on a reduced scale (1° target grid, years 2000–2001):
+
+* ``npp``   MODIS MOD17A3HGF-like: one GeoTIFF per year, **MODIS sinusoidal**, int16, scale 1e-4,
+            kg C m-2 yr-1, nodata 32767 tagged in the file, MODIS fill codes 32761–32766 declared
+            in the manifest; a constant per year plus sprinkled fill pixels.
+* ``tas``   CMFD-like: one NetCDF per year, 12 months, float32 **K**, 0.5°, **ascending latitude**,
+            a linear field in lon/lat (area averages onto 1° cells are exact).
+* ``pr``    ERA5-Land-like: one NetCDF for all months, **m per day** (monthly means of an
+            accumulation), 2° global grid with **0–360 longitudes** and ascending latitude (coarser
+            than the grid: bilinear, exact for a linear field).
+* ``rsds``  ERA5-Land-like ssrd: one NetCDF per year, 12 months, **J m-2** daily means, 1° aligned.
+* ``aet``   one float32 GeoTIFF per year, kg m-2 (= mm) per year, 0.5°, nodata -9999 in the file.
+* ``soc``   a static int16 GeoTIFF, **EPSG:4326** 0.25°, scale 0.01, t C ha-1, nodata -32768 in the
+            file, a linear field with sprinkled nodata.
+* ``carbonate_fraction``  GeoJSON lithology polygons: background siliciclastic, a carbonate block
+            and a carbonate half cell.
+* river chemistry: a CSV in mg L-1 with the field's own column names.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from affine import Affine
+
+YEARS = (2000, 2001)
+BOX = (70.0, 15.0, 140.0, 55.0)           # west, south, east, north: covers China with margin
+SINU = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
+NPP_RAW = {2000: 5000, 2001: 6000, 2002: 6500, 2003: 7000}  # × 1e-4 kg C m-2 → g × 0.1
+MODIS_FILLS = [32761, 32762, 32763, 32764, 32765, 32766]
+
+# Carbonate block and half cell of the lithology polygons (degrees)
+CARB_BLOCK = (100.0, 22.0, 110.0, 30.0)
+CARB_HALF = (112.0, 36.0, 112.5, 37.0)     # half of the 1° cell centred 112.5°E 36.5°N
+
+
+def tas_k(lon, lat, year, month):
+    return 280.0 + 0.1 * (lon - 100.0) - 0.5 * (lat - 35.0) + 3.0 * np.sin(month) + 0.2 * (year - 2000)
+
+
+def pr_m_per_day(lon, lat, year, month):
+    return 1e-3 * (1.0 + 0.05 * (lon - 70.0) + 0.02 * (lat - 15.0) + 0.1 * month) * (
+        1 + 0.05 * (year - 2000))
+
+
+def ssrd_j_per_day(lon, lat, year, month):
+    return 1.0e7 + 5.0e4 * (lat - 15.0) + 1.0e5 * month + 2.0e4 * (lon - 70.0)
+
+
+def soc_t_ha(lon, lat):
+    return 20.0 + 0.5 * (lon - 70.0) + 1.0 * (lat - 15.0)
+
+
+def aet_kg_m2(lon, lat, year):
+    return 200.0 + 3.0 * (lon - 70.0) + 2.0 * (lat - 15.0) + 10.0 * (year - 2000)
+
+
+def _centres(res, box=BOX):
+    west, south, east, north = box
+    lon = west + res * (np.arange(int(round((east - west) / res))) + 0.5)
+    lat = north - res * (np.arange(int(round((north - south) / res))) + 0.5)
+    return lon, lat
+
+
+def write_tif(path, data, transform, crs, dtype, *, nodata=None, scale=None, offset=None,
+              units=None):
+    import rasterio
+
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    kw = dict(driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+              dtype=dtype, transform=transform)
+    if crs is not None:
+        kw["crs"] = crs
+    if nodata is not None:
+        kw["nodata"] = nodata
+    with rasterio.open(path, "w", **kw) as dst:
+        dst.write(data.astype(dtype))
+        if scale is not None or offset is not None:
+            dst.scales = (scale or 1.0,) * data.shape[0]
+            dst.offsets = (offset or 0.0,) * data.shape[0]
+        if units:
+            dst.update_tags(1, units=units)
+    return path
+
+
+def write_nc(path, name, values, lat, lon, times, units, *, ascending_lat=True, attrs=None,
+             fill=None, dtype="f4"):
+    """values (t, lat, lon) north→south as computed; written with ascending lat if asked."""
+    v = np.asarray(values, dtype=dtype)
+    if ascending_lat:
+        lat, v = lat[::-1], v[:, ::-1, :]
+    da = xr.DataArray(v, dims=("time", "latitude", "longitude"),
+                      coords={"time": times, "latitude": lat, "longitude": lon},
+                      attrs={"units": units, **(attrs or {})})
+    ds = da.to_dataset(name=name)
+    ds["latitude"].attrs = {"units": "degrees_north", "standard_name": "latitude"}
+    ds["longitude"].attrs = {"units": "degrees_east", "standard_name": "longitude"}
+    enc = {name: {"_FillValue": fill}} if fill is not None else {name: {"_FillValue": None}}
+    ds.to_netcdf(path, engine="netcdf4", encoding=enc)
+    return path
+
+
+def months(year):
+    return pd.date_range(f"{year}-01-01", periods=12, freq="MS")
+
+
+# --- the layers ---------------------------------------------------------------------------------
+def npp_raw(year, shape, seed=0):
+    """Constant per year with MODIS fill codes sprinkled (never a whole 1° cell)."""
+    raw = np.full(shape, NPP_RAW[year], dtype="i2")
+    rng = np.random.default_rng(seed + year)
+    idx = rng.random(shape) < 0.03
+    raw[idx] = rng.choice(MODIS_FILLS + [32767], size=int(idx.sum()))
+    return raw
+
+
+def sinusoidal_grid(pixel=5000.0):
+    """A sinusoidal raster (transform, shape) covering the China box like a mosaic of MODIS tiles."""
+    from pyproj import Transformer
+    t = Transformer.from_crs("EPSG:4326", SINU, always_xy=True)
+    lon = np.linspace(BOX[0], BOX[2], 200)
+    lat = np.linspace(BOX[1], BOX[3], 200)
+    LON, LAT = np.meshgrid(lon, lat)
+    x, y = t.transform(LON, LAT)
+    x0, x1 = np.floor(x.min() / pixel) * pixel, np.ceil(x.max() / pixel) * pixel
+    y0, y1 = np.floor(y.min() / pixel) * pixel, np.ceil(y.max() / pixel) * pixel
+    shape = (int((y1 - y0) / pixel), int((x1 - x0) / pixel))
+    return Affine(pixel, 0, x0, 0, -pixel, y1), shape
+
+
+def write_npp(d, years=YEARS, *, crs=SINU, fills=True, name="MOD17A3HGF_NPP_{year}.tif"):
+    transform, shape = sinusoidal_grid()
+    for y in range(years[0], years[1] + 1):
+        raw = npp_raw(y, shape) if fills else np.full(shape, NPP_RAW[y], "i2")
+        write_tif(os.path.join(d, name.format(year=y)), raw, transform, crs, "int16",
+                  nodata=32767, scale=1e-4, units="kg C m-2 yr-1")
+
+
+def tas_grid():
+    return _centres(0.5, (60.0, 10.0, 150.0, 60.0))
+
+
+def write_tas(d, years=YEARS, *, units="K", name="cmfd_temp_{year}.nc", field=tas_k):
+    lon, lat = tas_grid()
+    LON, LAT = np.meshgrid(lon, lat)
+    for y in range(years[0], years[1] + 1):
+        v = np.stack([field(LON, LAT, y, m) for m in range(1, 13)])
+        write_nc(os.path.join(d, name.format(year=y)), "temp", v, lat, lon, months(y), units,
+                 dtype="f8")
+
+
+def pr_grid():
+    lon = np.arange(0.0, 360.0, 2.0) + 1.0     # 1, 3, ..., 359: 0–360 convention
+    lat = 90.0 - 2.0 * (np.arange(90) + 0.5)
+    return lon, lat
+
+
+def write_pr(d, years=YEARS, *, name="era5land_tp_monthly.nc", units="m"):
+    """One file for all months, or one per year if ``name`` has {year}."""
+    lon, lat = pr_grid()
+    LON, LAT = np.meshgrid(lon, lat)
+    times, vals = [], []
+    for y in range(years[0], years[1] + 1):
+        for m in range(1, 13):
+            times.append(pd.Timestamp(y, m, 1))
+            vals.append(pr_m_per_day(LON, LAT, y, m))
+        if "{year}" in name:
+            write_nc(os.path.join(d, name.format(year=y)), "tp", np.stack(vals), lat, lon,
+                     pd.DatetimeIndex(times), units)
+            times, vals = [], []
+    if "{year}" not in name:
+        write_nc(os.path.join(d, name), "tp", np.stack(vals), lat, lon,
+                 pd.DatetimeIndex(times), units)
+
+
+def write_rsds(d, years=YEARS, *, name="era5land_ssrd_{year}.nc"):
+    lon, lat = _centres(1.0)
+    LON, LAT = np.meshgrid(lon, lat)
+    for y in range(years[0], years[1] + 1):
+        v = np.stack([ssrd_j_per_day(LON, LAT, y, m) for m in range(1, 13)])
+        write_nc(os.path.join(d, name.format(year=y)), "ssrd", v, lat, lon, months(y), "J m**-2",
+                 ascending_lat=False)
+
+
+def write_aet(d, years=YEARS, *, name="et_{year}.tif"):
+    lon, lat = _centres(0.5)
+    LON, LAT = np.meshgrid(lon, lat)
+    t = Affine(0.5, 0, BOX[0], 0, -0.5, BOX[3])
+    for y in range(years[0], years[1] + 1):
+        v = aet_kg_m2(LON, LAT, y).astype("f4")
+        v[5, 7] = -9999.0      # declared nodata (file tag), somewhere at sea
+        write_tif(os.path.join(d, name.format(year=y)), v, t, "EPSG:4326", "float32",
+                  nodata=-9999.0)
+
+
+def soc_raw():
+    lon, lat = _centres(0.25)
+    LON, LAT = np.meshgrid(lon, lat)
+    raw = np.round(soc_t_ha(LON, LAT) / 0.01).astype("i2")
+    rng = np.random.default_rng(7)
+    # nodata in a chequer of single pixels: every 1° cell keeps at least 15 of its 16 pixels
+    raw[(np.arange(raw.shape[0])[:, None] % 4 == 1) & (np.arange(raw.shape[1])[None] % 4 == 2)
+        & (rng.random(raw.shape) < 0.5)] = -32768
+    return raw
+
+
+def write_soc(d, name="soc_0_30cm_tha.tif", *, crs="EPSG:4326"):
+    t = Affine(0.25, 0, BOX[0], 0, -0.25, BOX[3])
+    write_tif(os.path.join(d, name), soc_raw(), t, crs, "int16", nodata=-32768, scale=0.01)
+
+
+def write_lithology(d, name="glim_china.geojson"):
+    import geopandas as gpd
+    from shapely.geometry import box
+    gdf = gpd.GeoDataFrame({"xx": ["ss", "sc", "sc"]},
+                           geometry=[box(*BOX), box(*CARB_BLOCK), box(*CARB_HALF)],
+                           crs="EPSG:4326")
+    gdf.to_file(os.path.join(d, name), driver="GeoJSON")
+
+
+ION_MOLAR = {"ca": 40.078, "mg": 24.305, "na": 22.990, "k": 39.098, "hco3": 61.017, "so4": 96.06,
+             "cl": 35.45}
+ION_NAMES = {"ca": "Ca2+", "mg": "Mg2+", "na": "Na+", "k": "K+", "hco3": "HCO3-", "so4": "SO42-",
+             "cl": "Cl-"}
+
+
+def ion_table_mg(n_basins=6, years=YEARS):
+    rows = []
+    for b in range(1, n_basins + 1):
+        for y in range(years[0], years[1] + 1):
+            rows.append({"station": b, "yr": y, **{ION_NAMES[i]: 10.0 * (k + 1) + b + 0.1 * y % 7
+                                                   for k, i in enumerate(ION_MOLAR)}})
+    return pd.DataFrame(rows)
+
+
+def write_ions(d, name="river_ions_mg.csv"):
+    ion_table_mg().to_csv(os.path.join(d, name), index=False)
+
+
+def write_all(d, years=YEARS):
+    os.makedirs(d, exist_ok=True)
+    write_npp(d, years)
+    write_tas(d, years)
+    write_pr(d, years)
+    write_rsds(d, years)
+    write_aet(d, years)
+    write_soc(d)
+    write_lithology(d)
+    write_ions(d)
+
+
+def manifest(years=YEARS, grid="1", name="observed") -> dict:
+    """The manifest for :func:`write_all` (sources relative to the manifest's directory)."""
+    return {
+        "name": name, "grid": grid, "years": f"{years[0]}-{years[1]}",
+        "variables": {
+            "npp": {"source": "MOD17A3HGF_NPP_{year}.tif", "units": "kg C m-2 yr-1",
+                    "nodata": MODIS_FILLS, "temporal": "annual_total"},
+            "tas": {"source": "cmfd_temp_{year}.nc", "variable": "temp",
+                    "temporal": "monthly_mean"},
+            "pr": {"source": "era5land_tp_monthly.nc", "variable": "tp",
+                   "temporal": "daily_mean_flux"},
+            "rsds": {"source": "era5land_ssrd_{year}.nc", "variable": "ssrd",
+                     "temporal": "daily_mean_flux"},
+            "aet": {"source": "et_{year}.tif", "units": "kg m-2", "temporal": "annual_total"},
+            "soc": {"source": "soc_0_30cm_tha.tif", "units": "t C ha-1"},
+            "carbonate_fraction": {"source": "glim_china.geojson", "attribute": "xx",
+                                   "carbonate_classes": ["sc"]},
+        },
+        "tables": {"river_chemistry": {
+            "source": "river_ions_mg.csv", "units": "mg L-1",
+            "columns": {"basin_id": "station", "year": "yr",
+                        **{i: ION_NAMES[i] for i in ION_MOLAR}}}},
+    }
+
+
+def write_manifest(d, m: dict, name="manifest.yaml") -> str:
+    import yaml
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        yaml.safe_dump(m, f, sort_keys=False)
+    return path
