@@ -70,100 +70,23 @@ import argparse
 import logging
 import math
 import os
-import re
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-import psutil
+from pathlib import Path
 
-MIB = 2**20
+import numpy as np
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+# one way to measure memory in every benchmark: kernel high-water mark (VmHWM) + polling by PID
+from bench_nep_memory import MIB, PeakRSS, ProcPeak, _years  # noqa: E402
+
 RTOL = 1e-4
 MIN_X_LINREGRESS = 100.0
 MIN_X_POLYFIT = 3.0
-
-
-# --- measuring (the method of bench_nep_memory.py: VmHWM reset per stage + polling by PID) --------
-def _read_hwm(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            m = re.search(r"^VmHWM:\s+(\d+)\s+kB", f.read(), re.M)
-        return int(m.group(1)) * 1024 if m else None
-    except OSError:
-        return None
-
-
-def _reset_hwm(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-@dataclass
-class ProcPeak:
-    name: str
-    pid: int
-    start: int = 0
-    sampled: int = 0
-    hwm: int | None = None
-    died: bool = False
-
-    @property
-    def peak(self) -> int:
-        return max(self.sampled, self.hwm or 0)
-
-
-class PeakRSS:
-    """Peak RSS of worker processes over a ``with`` block (kernel high-water mark + polling)."""
-
-    def __init__(self, procs: dict[str, int], interval: float = 0.1):
-        self.peaks = {n: ProcPeak(n, pid) for n, pid in procs.items()}
-        self.interval = interval
-        self.hwm_available = True
-        self._procs: dict[str, psutil.Process] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="peak-rss", daemon=True)
-
-    def __enter__(self) -> "PeakRSS":
-        for p in self.peaks.values():
-            self.hwm_available &= _reset_hwm(p.pid)
-            try:
-                proc = psutil.Process(p.pid)
-                p.start = p.sampled = proc.memory_info().rss
-                self._procs[p.name] = proc
-            except psutil.Error:
-                p.died = True
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        for name, proc in self._procs.items():
-            p = self.peaks[name]
-            if p.died:
-                continue
-            try:
-                p.sampled = max(p.sampled, proc.memory_info().rss)
-            except psutil.Error:
-                p.died = True
-
-    def _poll(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        for name, p in self.peaks.items():
-            if not p.died:
-                p.died = not self._procs[name].is_running()
-            p.hwm = _read_hwm(p.pid) if (self.hwm_available and not p.died) else None
-        return False
 
 
 # --- per-pixel references and the minimal OLS wrapper (module level: shipped to workers) ------
@@ -803,12 +726,6 @@ def format_report(r: BenchResult) -> str:
     lines.append("RESULT: " + ("PASS" if not bad else "FAIL — " + "; ".join(bad))
                  + ("" if r.thresholds else " (speed thresholds not applied: --no-thresholds)"))
     return "\n".join(lines)
-
-
-def _years(text: str) -> tuple[int, int]:
-    from carbonsink.config import parse_years
-
-    return parse_years(text)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
