@@ -24,7 +24,10 @@ MB/s is source megabytes (10⁶ bytes) read per second of wall time; the monthly
 sources is printed too. Peak memory is this process's resident set (the threaded scheduler runs all
 tasks here): the kernel's high-water mark (VmHWM, reset per stage via /proc/self/clear_refs) and a
 0.1 s psutil poll as a cross-check; the size of one full-resolution monthly cube (float32) is
-printed as the reference that memory must stay well below.
+printed for scale. Measured on 2 shared cores (2026-11): 0.05°, 21 years, 1.04 GB of sources in
+36–47 s (22–29 MB/s, depending on the load), peak ~1.0 GiB RSS (+0.63 GiB over the process before it; 5 years: +0.33 GiB — the
+growth is the dask graph and allocator fragmentation; the regridded data held by dask stays
+< 100 MB); the re-run is fingerprints only (~1.5 s), appending a year ~5 s.
 """
 from __future__ import annotations
 
