@@ -82,11 +82,7 @@ class RunConfig(BaseModel):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v):
-        bad = _secret_keys(v)
-        if bad:
-            raise ValueError(f"storage_options must not hold secrets ({sorted(bad)}); "
-                             "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment")
-        return v
+        return reject_secret_options(v)
 
     @model_validator(mode="after")
     def _check(self):
@@ -121,6 +117,15 @@ class RunConfig(BaseModel):
         """Hash of what determines the results (not where they go or what computes them)."""
         d = {k: v for k, v in self.public_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reject_secret_options(options: dict) -> dict:
+    """Storage options from a file must not carry keys: those come from the environment only."""
+    bad = _secret_keys(options)
+    if bad:
+        raise ValueError(f"storage_options must not hold secrets ({sorted(bad)}); "
+                         "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment")
+    return options
 
 
 def _secret_keys(obj, prefix="") -> set[str]:

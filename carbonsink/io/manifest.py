@@ -261,12 +261,8 @@ class Manifest(BaseModel):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v):
-        from ..config import _secret_keys
-        bad = _secret_keys(v)
-        if bad:
-            raise ValueError(f"storage_options must not hold secrets ({sorted(bad)}); "
-                             "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment")
-        return v
+        from ..config import reject_secret_options
+        return reject_secret_options(v)
 
     @model_validator(mode="after")
     def _check(self):
