@@ -75,7 +75,7 @@ from ..grid import Grid, get_grid
 from . import readers as rd
 from . import regrid as rg
 from .manifest import MONTHLY, Manifest, UnitPlan, _template_fields, load_manifest, unit_plan
-from .store import (STAGING, Published, Store, StoreError, _prepare_for_zarr, compute_default,
+from .store import (Published, Store, StoreError, _prepare_for_zarr, compute_default,
                     new_version)
 from .validate import REQUIRED, SCHEMA, InputError, check_value_stats, validate_inputs
 
@@ -933,19 +933,14 @@ def _publish_append(store: Store, name: str, version: str, prev: str, full: xr.D
     """A new version = the previous version's chunks (re-linked) + the new years (written).
 
     ``full``: a lazy template of the whole new version (never computed); ``new``: the new years of
-    the time-varying variables. Mirrors Store.publish: staged, checked, moved, then record + latest.
+    the time-varying variables. Staged, checked and committed through the Store like any publish.
     """
     kind = "inputs"
-    rel = f"{kind}/{name}/{version}.zarr"
     prev_rel = f"{kind}/{name}/{prev}.zarr"
-    staged = f"{STAGING}/{rel}"
-    if store.exists(f"{kind}/{name}/{version}.json"):
-        raise StoreError(f"{kind}/{name} version {version} is already published")
     opts = None if store.protocol == "file" else (store.storage_options or None)
-    target = store.zarr_target(staged)
-    store._remove(staged)
     n_new_years = new.sizes.get("year", 0)
-    try:
+    with store.stage(kind, name, version) as staged:
+        target = store.zarr_target(staged)
         encoding = {v: {"chunks": tuple(full[v].data.chunksize)} for v in full.data_vars}
         # the store layer's own preparation (georeferencing, encodings) as for any publish
         _prepare_for_zarr(full).to_zarr(target, mode="w", compute=False, zarr_format=3,
@@ -965,26 +960,9 @@ def _publish_append(store: Store, name: str, version: str, prev: str, full: xr.D
             check(computed)
         back = store.open_zarr(staged)
         if dict(back.sizes) != dict(full.sizes) or set(back.data_vars) != set(full.data_vars):
-            raise StoreError(f"staged append of {rel} is incomplete: sizes {dict(back.sizes)} vs "
-                             f"{dict(full.sizes)}")
-    except BaseException:
-        store._remove(staged)
-        raise
-    finally:
-        store._prune_staging()
-    store._remove(rel)
-    store._move(staged, rel)
-    store._prune_staging()
-    attached = {}
-    for suffix, data in attachments.items():
-        attached[suffix] = store.write_bytes(f"{kind}/{name}/{version}.{suffix}", data)
-    rec = {"kind": kind, "name": name, "version": version, "path": rel,
-           "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-           "variables": sorted(full.data_vars), "dims": {k: int(v) for k, v in full.sizes.items()},
-           "attachments": {s: f"{kind}/{name}/{version}.{s}" for s in attached}, **record}
-    store.write_text(f"{kind}/{name}/{version}.json", json.dumps(rec, indent=2, default=str))
-    store.write_text(f"{kind}/{name}/latest.json", json.dumps({"version": version}))
-    return Published(kind, name, version, store.uri(rel), rec), reused
+            raise StoreError(f"staged append of {kind}/{name} is incomplete: sizes "
+                             f"{dict(back.sizes)} vs {dict(full.sizes)}")
+    return store.commit(kind, name, version, full, attachments=attachments, record=record), reused
 
 
 def _decide(prev_rec: dict | None, content: dict, years) -> tuple[str, str, int]:

@@ -62,6 +62,23 @@ class Published:
         return f"{self.kind}/{self.name}"
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _now() -> str:
+    """The one timestamp format of version records (UTC, microseconds)."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+
+
+def _parse_time(text) -> _dt.datetime:
+    """A record's ``created`` as an aware datetime (records of any ISO precision compare
+    correctly; as strings "12:00:01+00:00" sorts before "12:00:01.5+00:00")."""
+    if not text:
+        return _EPOCH
+    t = _dt.datetime.fromisoformat(str(text))
+    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+
+
 def new_version(tag: str | None = None) -> str:
     """Sortable version id: UTC timestamp (µs) plus a content tag or a random suffix."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -192,12 +209,7 @@ class Store:
         version becomes visible. ``record``: extra JSON-able fields for the version record.
         """
         version = version or new_version()
-        rel = f"{kind}/{name}/{version}.zarr"
-        if self.complete(kind, name, version) is not None:
-            raise StoreError(f"{kind}/{name} version {version} is already published")
-        staged = f"{STAGING}/{rel}"
-        self._remove(staged)
-        try:
+        with self.stage(kind, name, version) as staged:
             computed = self.write_zarr(ds, staged, compute=compute,
                                        also=None if check is None else check[0])
             if check is not None:
@@ -205,11 +217,36 @@ class Store:
             back = self._check_written(ds, staged)
             if callable(attachments):
                 attachments = attachments(back)
+        return self.commit(kind, name, version, ds, attachments=attachments, record=record)
+
+    @contextlib.contextmanager
+    def stage(self, kind: str, name: str, version: str):
+        """The staging location (a store-relative path) where a new version of ``kind/name`` is
+        written before :meth:`commit` makes it visible. Emptied on entry; removed again if the body
+        raises, so a failed write leaves the store as it was."""
+        if self.complete(kind, name, version) is not None:
+            raise StoreError(f"{kind}/{name} version {version} is already published")
+        staged = f"{STAGING}/{kind}/{name}/{version}.zarr"
+        self._remove(staged)
+        try:
+            yield staged
         except BaseException:
             self._remove(staged)
             raise
         finally:
             self._prune_staging()
+
+    def commit(self, kind: str, name: str, version: str, ds: xr.Dataset, *, attachments=None,
+               record: dict | None = None) -> Published:
+        """Make a staged, checked version visible: move it into place, write its attachments and
+        its record (the version is complete from then on), then point ``latest`` at it.
+
+        ``ds``: the dataset (or a lazy template with the same variables and sizes) that was staged.
+        """
+        rel = f"{kind}/{name}/{version}.zarr"
+        staged = f"{STAGING}/{rel}"
+        if not self.exists(staged):
+            raise StoreError(f"nothing staged for {kind}/{name} version {version}")
         self._remove(rel)
         self._move(staged, rel)
         self._prune_staging()
@@ -218,7 +255,7 @@ class Store:
             attached[suffix] = self.write_bytes(f"{kind}/{name}/{version}.{suffix}", data)
         rec = {
             "kind": kind, "name": name, "version": version, "path": rel,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
+            "created": _now(),
             "variables": sorted(ds.data_vars), "dims": {k: int(v) for k, v in ds.sizes.items()},
             "attachments": {s: f"{kind}/{name}/{version}.{s}" for s in attached},
             **(record or {}),
@@ -241,10 +278,11 @@ class Store:
             if leaf.endswith(".json") and leaf != "latest.json":
                 v = leaf[:-5]
                 try:
-                    created = json.loads(self.read_text(f"{kind}/{name}/{leaf}")).get("created", "")
+                    created = _parse_time(
+                        json.loads(self.read_text(f"{kind}/{name}/{leaf}")).get("created"))
                 except (OSError, ValueError):
-                    created = ""
-                out.append((str(created), v))
+                    created = _EPOCH
+                out.append((created, v))
         return [v for _, v in sorted(out)]
 
     def latest(self, kind: str, name: str) -> str | None:

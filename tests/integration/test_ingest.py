@@ -219,6 +219,9 @@ def test_append_a_year_relinks_earlier_chunks(tmp_path):
                     for mo in range(1, 13)])
     _close(ds.tas, exp, land)
     assert Store(root).versions("inputs", "observed") == [v1, v2]
+    # an appended version's record is written by the same commit step as any publish
+    assert set(Store(root).record("inputs", "observed", v2)) >= set(
+        Store(root).record("inputs", "observed", v1))
     # the appended version looks like a fresh one: same coordinates and variable attrs
     before = Store(root).open("inputs", "observed", v1)
     assert set(ds.coords) == set(before.coords)

@@ -109,3 +109,37 @@ def test_missing_bucket_is_a_clear_error(tmp_path):
             Store("s3://no-such-bucket/x", opts)
     finally:
         srv.stop()
+
+
+def test_versions_order_by_record_time_not_by_its_spelling(tmp_path):
+    """Ordering is by the time a record denotes (any precision or UTC offset), not by string."""
+    store = Store(str(tmp_path / "s"))
+    a = store.publish(_ds(1), "products", "p", version="c-bbb")
+    b = store.publish(_ds(2), "products", "p", version="c-aaa")
+    assert len(b.record["created"]) == len("2026-11-21T08:36:40.000000+00:00")   # µs, UTC
+    for v, created in ((a.version, "2026-11-21T16:36:39.100000+08:00"),
+                       (b.version, "2026-11-21T08:36:40+00:00")):
+        rec = store.record("products", "p", v)
+        rec["created"] = created
+        store.write_text(f"products/p/{v}.json", json.dumps(rec))
+    assert store.versions("products", "p") == [a.version, b.version]
+
+
+def test_stage_and_commit_are_the_publish_steps(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    with pytest.raises(StoreError, match="nothing staged"):
+        store.commit("products", "p", "v1", _ds(1))
+    with pytest.raises(RuntimeError, match="halfway"):
+        with store.stage("products", "p", "v1") as staged:
+            store.write_zarr(_ds(3), staged)
+            raise RuntimeError("halfway")
+    assert not (tmp_path / "s" / "_staging").exists() and store.versions("products", "p") == []
+    with store.stage("products", "p", "v1") as staged:
+        store.write_zarr(_ds(3), staged)
+    assert store.latest("products", "p") is None          # staged is not visible
+    pub = store.commit("products", "p", "v1", _ds(3), record={"k": 1})
+    assert store.latest("products", "p") == "v1" and pub.record["k"] == 1
+    assert float(store.open("products", "p").a.mean()) == 3.0
+    with pytest.raises(StoreError, match="already published"):
+        with store.stage("products", "p", "v1"):
+            pass
