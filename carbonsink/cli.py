@@ -11,9 +11,10 @@ from .config import ConfigError, load_config
 from .io.store import StoreError
 from .io.validate import InputError
 from .kernels.respiration import RH_MODELS
+from .ml import IonTableError
 from .units import UnitError
 
-_USER_ERRORS = (ClusterError, ConfigError, InputError, StoreError, UnitError)
+_USER_ERRORS = (ClusterError, ConfigError, InputError, IonTableError, StoreError, UnitError)
 
 
 def _fail(e: Exception):
@@ -69,6 +70,69 @@ def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, con
             result = run_demo(cfg, progress=progress)
     except _USER_ERRORS as e:
         _fail(e)
+    _report(result, cfg, t0)
+
+
+@main.command("run")
+@click.option("--inputs", "inputs", required=True,
+              help="name of the published inputs to compute from (inputs/<NAME>, e.g. the "
+                   "`name` of an ingest manifest; `synthetic` for the demo's)")
+@click.option("--inputs-version", default="latest", help="their version [default latest]")
+@click.option("--store", default=None,
+              help="the store holding the inputs, where products are published [default "
+                   "./carbonsink-demo]; S3 keys come from AWS_* environment variables")
+@click.option("--prefix", default=None,
+              help="products are published as PREFIX + product [default '<NAME>_'; none for "
+                   "synthetic]")
+@click.option("--workers", "n_workers", type=int, default=None,
+              help="worker processes of the local cluster [default 2]")
+@click.option("--scheduler", default=None,
+              help="address of a running dask scheduler (tcp://host:port) instead of a local cluster")
+@click.option("--rh-model", type=click.Choice(RH_MODELS), default=None,
+              help="Rh model of the `nep` product [default soil_tps]; the other one is published "
+                   "too, as nep_<model>")
+@click.option("--chunk-mb", type=float, default=None, help="target chunk size in MB [default 32]")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="YAML run configuration (overridden by the options above); its "
+                                 "grid and years, if set, must match the inputs'")
+@click.option("--progress/--no-progress", default=True, help="progress bar while computing")
+def run_cmd(inputs, inputs_version, store, prefix, n_workers, scheduler, rh_model, chunk_mb,
+            config_path, progress):
+    """Every product from published inputs (e.g. ingested with `carbonsink ingest`): NEP (both Rh
+    models), karst (random-forest ionic strength when the inputs carry a basin layer and river
+    chemistry), the sink, trends and attribution → published Zarr, tables and the catalog.
+    Products already complete for the same inputs, configuration and code are reused."""
+    from .cluster import connect
+    from .io.store import Store
+    from .pipeline import run_products
+
+    settings = dict(store=store, rh_model=rh_model, chunk_mb=chunk_mb,
+                    **{"cluster.scheduler": scheduler, "cluster.n_workers": n_workers})
+    try:
+        first = load_config(config_path, **settings)
+        st = Store(first.store, first.resolved_storage_options())
+        rec = st.record("inputs", inputs, st.resolve("inputs", inputs, inputs_version))
+        years = rec.get("years") or [None, None]
+        cfg = load_config(config_path, defaults={"grid": rec.get("grid"),
+                                                 "years": f"{years[0]}-{years[1]}"}, **settings)
+    except (ConfigError, StoreError) as e:
+        _fail(e)
+    g = cfg.grid_obj()
+    click.echo(f"carbonsink run: inputs/{inputs}@{inputs_version}, grid {g.name} "
+               f"({g.nlat}×{g.nlon}), years {cfg.years[0]}–{cfg.years[1]}, store {cfg.store}")
+    t0 = time.perf_counter()
+    try:
+        with connect(cfg.cluster) as client:
+            click.echo(f"dask cluster: {client.scheduler.address}  dashboard: "
+                       f"{client.dashboard_link}")
+            result = run_products(cfg, inputs, inputs_version, prefix=prefix, progress=progress)
+    except _USER_ERRORS as e:
+        _fail(e)
+    _report(result, cfg, t0)
+
+
+def _report(result, cfg, t0: float):
+    """What a run published, where, and its headline numbers (demo and run)."""
     click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")
     reused = [n for n, p in result.published.items() if p.reused]
     if reused:
@@ -82,33 +146,39 @@ def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, con
         for suffix, rel in p.record.get("attachments", {}).items():
             click.echo(f"      {suffix}: {result.store}/{rel}")
     period = f"{cfg.years[0]}–{cfg.years[1]} mean ± s.d."
+    pre = result.prefix
     for name, summary in result.tables.items():
         if name.startswith(("nep", "karst", "sink")):
             nat = summary[summary.region_set == "national"].iloc[0]
             what = {"karst": "CCS over carbonate rock", "sink": "ecosystem sink NEP + CCS"}.get(
                 name, "NEP")
-            click.echo(f"{name}: {what}: national mean {nat.mean_flux_t_km2:.2f} t C km-2 a-1, "
-                       f"total {nat.total_tg:.2f} ± {nat.total_tg_sd:.2f} Tg C a-1 ({period})")
+            click.echo(f"{pre}{name}: {what}: national mean {nat.mean_flux_t_km2:.2f} t C km-2 "
+                       f"a-1, total {nat.total_tg:.2f} ± {nat.total_tg_sd:.2f} Tg C a-1 ({period})")
             karst = summary[summary.region_set == "karst_region"]
             click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.2f}" for r in
                                           karst.itertuples()) + " t C km-2 a-1")
         if name == "karst":
-            click.echo(f"    ionic-strength random forest: 10-fold CV R² "
-                       f"{result.facts['ionic_strength_cv_r2']:.3f}, RMSE "
-                       f"{result.facts['ionic_strength_cv_rmse']:.4f} mol L-1")
+            if result.facts.get("ionic_strength_cv_r2") is None:
+                click.echo("    ionic strength iterated as I = 3[Ca2+]eq (the inputs carry no "
+                           "river chemistry table and basins for the random forest)")
+            else:
+                click.echo(f"    ionic-strength random forest: 10-fold CV R² "
+                           f"{result.facts['ionic_strength_cv_r2']:.3f}, RMSE "
+                           f"{result.facts['ionic_strength_cv_rmse']:.4f} mol L-1")
         if name.startswith("trends_"):
             nat = summary[summary.region_set == "national"].set_index("category")
-            click.echo(f"{name}: area increasing {nat.area_km2['increase'] / 1e4:.2f} ×10⁴ km², "
-                       f"decreasing {nat.area_km2['decrease'] / 1e4:.2f} ×10⁴ km²")
+            area = nat.area_km2.reindex(["increase", "decrease"]).fillna(0.0)
+            click.echo(f"{pre}{name}: area increasing {area['increase'] / 1e4:.2f} ×10⁴ km², "
+                       f"decreasing {area['decrease'] / 1e4:.2f} ×10⁴ km²")
         if name.startswith("attribution_"):
             nat = summary[summary.region_set == "national"]
             if nat.share_pct.isna().all():
-                click.echo(f"{name}: no pixel has enough years for attribution "
+                click.echo(f"{pre}{name}: no pixel has enough years for attribution "
                            "(needs ≥ 6 years with 3 drivers)")
             else:
-                click.echo(f"{name}: dominant factor by area: " + ", ".join(
+                click.echo(f"{pre}{name}: dominant factor by area: " + ", ".join(
                     f"{r.category} {r.share_pct:.1f}%" for r in nat.itertuples()))
-    click.echo(f"open with: intake.open_catalog({result.catalog!r})['nep'].to_dask()")
+    click.echo(f"open with: intake.open_catalog({result.catalog!r})['{pre}nep'].to_dask()")
 
 
 @main.command("catalog")

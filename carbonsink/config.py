@@ -160,10 +160,12 @@ def _set_dotted(d: dict, dotted: str, value):
 
 
 def load_config(path: str | os.PathLike | None = None, env: dict | None = None,
-                **overrides) -> RunConfig:
-    """defaults ← YAML file ← CARBONSINK_* environment ← ``overrides`` (None values ignored).
+                defaults: dict | None = None, **overrides) -> RunConfig:
+    """defaults ← ``defaults`` ← YAML file ← CARBONSINK_* environment ← ``overrides`` (None values
+    ignored).
 
-    ``overrides`` keys may be dotted (``cluster.scheduler``).
+    ``overrides`` keys may be dotted (``cluster.scheduler``); ``defaults`` are what the situation
+    implies when nothing else says (e.g. the grid and years of the inputs a run computes from).
     """
     env = os.environ if env is None else env
     data: dict = {}
@@ -177,6 +179,7 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None,
             raise ConfigError(f"config {path} is not valid YAML: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must be a mapping")
+    data = {**(defaults or {}), **data}
     for var, field in ENV_OVERRIDES.items():
         if env.get(var):
             _set_dotted(data, field, env[var])

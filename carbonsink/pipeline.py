@@ -15,6 +15,7 @@ which datasets) that both :func:`run_demo` and the Prefect flows walk.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -28,7 +29,7 @@ import xarray as xr
 
 from . import __version__, ml
 from .catalog import write_catalog
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .io.store import Published, Store, compute_default
 from .io.validate import (REQUIRED, check_value_stats, validate_inputs, value_stats)
 from .kernels.respiration import RH_MODELS
@@ -55,6 +56,7 @@ class RunResult:
     published: dict[str, Published] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # name → summary table
     facts: dict[str, object] = field(default_factory=dict)           # headline numbers
+    prefix: str = ""                         # products published as prefix + product
 
 
 def make_compute(progress: bool):
@@ -173,15 +175,16 @@ def publish_canonical(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name:
 
 def publish_regions(store: Store, cfg: RunConfig, ntime: int, *,
                     basins: xr.DataArray | None = None, progress: bool = False,
-                    version: str | None = None, extra: dict | None = None) -> Published:
+                    version: str | None = None, extra: dict | None = None,
+                    name: str = "regions") -> Published:
     """The region masks (+ cell areas, + river basins if given) of the configured grid, in the same
-    tiles as inputs of ``ntime`` months."""
+    tiles as inputs of ``ntime`` months, published as ``inputs/<name>``."""
     regions = region_masks(cfg.grid_obj())
     regions["cell_area"] = cell_area_da(regions)
     if basins is not None:
         regions["basin"] = basins
     regions = regions.chunk(cfg.grid_obj().chunks(ntime, target_mb=cfg.chunk_mb))
-    return store.publish(regions, "inputs", "regions", compute=make_compute(progress),
+    return store.publish(regions, "inputs", name, compute=make_compute(progress),
                          version=version,
                          record=_record(regions, cfg, "region masks (province, division, "
                                         "karst_region, basin) and true cell areas (m2)",
@@ -209,13 +212,64 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
     else:
         log.info("%s %s is complete: reused", p_in.key, p_in.version)
 
-    def build_regions(version, extra):
-        b = make_basins(cfg.grid_obj(), seed=cfg.seed) if basins is None else basins
-        return publish_regions(store, cfg, p_in.record["dims"]["time"], basins=b,
-                               progress=progress, version=version, extra=extra)
-    p_reg = _step(store, cfg, "inputs", "regions", params={"basins": "carbonsink.synthetic"},
-                  inputs={"inputs": p_in}, build=build_regions)
+    p_reg = regions_step(store, cfg, p_in, progress=progress,
+                         basins=lambda: make_basins(cfg.grid_obj(), seed=cfg.seed)
+                         if basins is None else basins)
     return p_in, p_reg
+
+
+def regions_name(inputs: str) -> str:
+    """The region masks published for an input set: ``regions`` for the synthetic inputs (the
+    demo), ``regions_<name>`` for others (their river basins come from the inputs)."""
+    return "regions" if inputs == "synthetic" else f"regions_{inputs}"
+
+
+def regions_step(store: Store, cfg: RunConfig, p_in: Published, *, basins=None,
+                 progress: bool = False) -> Published:
+    """The region masks (+ cell areas, + river basins) of ``p_in``'s grid, reused if complete.
+
+    ``basins``: a callable returning the basin DataArray (the demo's synthetic basins) or None to
+    take the inputs' own optional ``basin`` layer (ingested), if they have one."""
+    from_inputs = basins is None
+    has_basin = "basin" in p_in.record.get("variables", [])
+    label = (f"inputs/{p_in.name}:basin" if has_basin else "none") if from_inputs \
+        else "carbonsink.synthetic"
+
+    def build(version, extra):
+        if not from_inputs:
+            b = basins()
+        elif has_basin:
+            b = open_published(store, p_in)["basin"].fillna(0).astype("i4")
+            b.attrs = {"long_name": "river basin id (0: no basin)", "units": "1",
+                       "source": f"{p_in.key}@{p_in.version}"}
+        else:
+            b = None
+        return publish_regions(store, cfg, p_in.record["dims"]["time"], basins=b,
+                               progress=progress, version=version, extra=extra, name=name)
+    name = regions_name(p_in.name)
+    return _step(store, cfg, "inputs", name, params={"basins": label},
+                 inputs={"inputs": p_in}, build=build)
+
+
+def published_inputs_step(store: Store, cfg: RunConfig, name: str, version: str = "latest", *,
+                          progress: bool = False) -> tuple[Published, Published]:
+    """Inputs already in the store (ingested, or an earlier demo's) at ``version``, checked against
+    the configuration's grid and years, and their region masks (reused if complete)."""
+    # already published: nothing is computed for it (reused)
+    p_in = dataclasses.replace(store.complete("inputs", name, store.resolve("inputs", name,
+                                                                           version)), reused=True)
+    rec = p_in.record
+    if rec.get("grid") != cfg.grid_obj().name:
+        raise ConfigError(f"{p_in.key} {p_in.version} is on grid {rec.get('grid')}, the "
+                          f"configuration asks for {cfg.grid_obj().name}")
+    if list(rec.get("years") or []) != list(cfg.years):
+        raise ConfigError(f"{p_in.key} {p_in.version} covers years {rec.get('years')}, the "
+                          f"configuration asks for {list(cfg.years)}")
+    if name == "synthetic":
+        basins = functools.partial(make_basins, cfg.grid_obj(), seed=cfg.seed)
+    else:
+        basins = None
+    return p_in, regions_step(store, cfg, p_in, basins=basins, progress=progress)
 
 
 # --- products ---------------------------------------------------------------------------------
@@ -236,32 +290,41 @@ def run_nep(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Datase
 
 
 def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Dataset,
-              ion_table: pd.DataFrame, *, name: str = "karst", progress: bool = False,
+              ion_table: pd.DataFrame | None, *, name: str = "karst", progress: bool = False,
               version: str | None = None,
-              extra: dict | None = None) -> tuple[Published, ml.IonicStrengthModel]:
+              extra: dict | None = None) -> tuple[Published, ml.IonicStrengthModel | None]:
     """Train the ionic-strength forest on the river table, predict I for every pixel-year on the
-    cluster, compute the MPD karst sink with it and publish it with the model and totals."""
-    basins = regions["basin"]
-    ml.validate_ion_table(ion_table, basins, source="river chemistry table")
-    predictors = ml.basin_predictors(inputs, basins)
-    model = ml.train_ionic_strength(ion_table, predictors, seed=cfg.seed)
-    ionic = ml.predict_ionic_strength(model, inputs)
+    cluster, compute the MPD karst sink with it and publish it with the model and totals.
+    ``ion_table`` None: no forest, I = 3[Ca²⁺]eq iterated per pixel (SCIENCE.md §2)."""
+    model = None
+    if ion_table is not None:
+        basins = regions["basin"]
+        ml.validate_ion_table(ion_table, basins, source="river chemistry table")
+        predictors = ml.basin_predictors(inputs, basins)
+        model = ml.train_ionic_strength(ion_table, predictors, seed=cfg.seed)
+        ionic = ml.predict_ionic_strength(model, inputs)
+    else:
+        ionic = None
     karst = compute_karst(inputs, ionic, validate=False)
     karst = karst.chunk({"year": -1, **_chunks(cfg, inputs)})
-    karst.attrs.update(model.to_attrs())
+    if model is not None:
+        karst.attrs.update(model.to_attrs())
 
     def attach(staged):
         # "karst China": CCS per region over carbonate pixels only (SCIENCE.md §4)
         out = _totals_attachment("ccs", regions, where=lambda s: s.carbonate_fraction > 0)(staged)
-        out["ionic_strength_model.joblib"] = ml.model_bytes(model)
-        out["ionic_strength_cv.csv"] = _csv(pd.DataFrame([model.to_attrs()]))
+        if model is not None:
+            out["ionic_strength_model.joblib"] = ml.model_bytes(model)
+            out["ionic_strength_cv.csv"] = _csv(pd.DataFrame([model.to_attrs()]))
         return out
+    how = ("random-forest ionic strength" if model is not None
+           else "ionic strength iterated as I = 3[Ca2+]eq (no river chemistry or basins)")
+    facts = {"ionic_strength_model": model.to_attrs()} if model is not None else {}
     p = store.publish(karst, "products", name, compute=make_compute(progress), attachments=attach,
                       version=version,
                       record=_record(karst, cfg, "karst inorganic sink (maximum potential "
-                                     "dissolution) with random-forest ionic strength; CCS in "
-                                     "g C m-2 a-1 = t C km-2 a-1", ionic_strength_model=
-                                     model.to_attrs(), **(extra or {})))
+                                     f"dissolution) with {how}; CCS in g C m-2 a-1 = t C km-2 a-1",
+                                     **facts, **(extra or {})))
     return p, model
 
 
@@ -329,13 +392,22 @@ def nep_step(store: Store, cfg: RunConfig, inputs: Published, regions: Published
 
 def karst_step(store: Store, cfg: RunConfig, inputs: Published, regions: Published, *,
                name: str = "karst", progress: bool = False) -> Published:
-    """Karst sink with the ionic-strength forest trained on the inputs' river-chemistry table."""
+    """Karst sink with the ionic-strength forest trained on the inputs' river-chemistry table and
+    the regions' river basins; inputs without both get I = 3[Ca²⁺]eq iterated per pixel."""
+    with_rf = ("river_chemistry.csv" in inputs.record.get("attachments", {})
+               and "basin" in regions.record.get("variables", []))
+
     def build(version, extra):
+        if not with_rf:
+            return run_karst(store, cfg, open_published(store, inputs),
+                             open_published(store, regions), None, name=name, progress=progress,
+                             version=version, extra=extra)[0]
         table = _read_csv(store, inputs, "river_chemistry.csv")
         return run_karst(store, cfg, open_published(store, inputs),
                          open_published(store, regions), table, name=name, progress=progress,
                          version=version, extra=extra)[0]
-    return _step(store, cfg, "products", name, params={"ionic_strength": "random_forest"},
+    return _step(store, cfg, "products", name,
+                 params={"ionic_strength": "random_forest" if with_rf else "iterated"},
                  inputs={"inputs": inputs, "regions": regions}, build=build)
 
 
@@ -374,30 +446,47 @@ def attribution_step(store: Store, cfg: RunConfig, source: Published, inputs: Pu
 @dataclass(frozen=True)
 class ProductStep:
     """One node of the product graph: ``run(store, cfg, *deps, progress=...) -> Published``, where
-    ``deps`` name the datasets it is computed from ("inputs", "regions" or another product)."""
+    ``deps`` name the datasets it is computed from ("inputs", "regions" or another product's
+    published name). ``product``: what it is ("nep", "karst", "trends_sink", ...), ``name``: the
+    name it is published under (``prefix`` + product)."""
     name: str
     deps: tuple[str, ...]
     run: Callable[..., Published]
+    product: str = ""
+
+
+def product_steps(cfg: RunConfig, rh_models=DEMO_RH_MODELS,
+                  prefix: str = "") -> dict[str, ProductStep]:
+    """The product graph in dependency order, keyed by published name: NEP with the configured Rh
+    model (``nep``) and each other one (``nep_<model>``), karst, the sink, and trends and
+    attribution of NEP and the sink — each published as ``prefix + product``."""
+    steps: dict[str, ProductStep] = {}
+
+    def add(product, deps, fn, **kw):
+        name = prefix + product
+        deps = tuple(d if d in ("inputs", "regions") else prefix + d for d in deps)
+        steps[name] = ProductStep(name, deps, functools.partial(fn, name=name, **kw), product)
+    for model in [cfg.rh_model] + [m for m in rh_models if m != cfg.rh_model]:
+        add("nep" if model == cfg.rh_model else f"nep_{model}", ("inputs", "regions"), nep_step,
+            rh_model=model)
+    add("karst", ("inputs", "regions"), karst_step)
+    add("sink", ("nep", "karst", "regions"), sink_step)
+    for source, variable in (("nep", "nep"), ("sink", "ecosystem_sink")):
+        add(f"trends_{source}", (source, "regions"), trends_step, variable=variable)
+        add(f"attribution_{source}", (source, "inputs", "regions"), attribution_step,
+            variable=variable)
+    return steps
 
 
 def demo_products(cfg: RunConfig, rh_models=DEMO_RH_MODELS) -> dict[str, ProductStep]:
-    """The demo's products in dependency order: NEP with the configured Rh model (``nep``) and each
-    other one (``nep_<model>``), karst, the sink, and trends and attribution of NEP and the sink."""
-    steps: dict[str, ProductStep] = {}
-    for model in [cfg.rh_model] + [m for m in rh_models if m != cfg.rh_model]:
-        name = "nep" if model == cfg.rh_model else f"nep_{model}"
-        steps[name] = ProductStep(name, ("inputs", "regions"),
-                                  functools.partial(nep_step, rh_model=model, name=name))
-    steps["karst"] = ProductStep("karst", ("inputs", "regions"), karst_step)
-    steps["sink"] = ProductStep("sink", ("nep", "karst", "regions"), sink_step)
-    for source, variable in (("nep", "nep"), ("sink", "ecosystem_sink")):
-        name = f"trends_{source}"
-        steps[name] = ProductStep(name, (source, "regions"), functools.partial(
-            trends_step, variable=variable, name=name))
-        name = f"attribution_{source}"
-        steps[name] = ProductStep(name, (source, "inputs", "regions"), functools.partial(
-            attribution_step, variable=variable, name=name))
-    return steps
+    """The demo's products (:func:`product_steps` without a prefix)."""
+    return product_steps(cfg, rh_models)
+
+
+def default_prefix(inputs: str) -> str:
+    """Products of the synthetic inputs keep their plain names; those of other input sets are
+    published as ``<inputs>_<product>`` so both can live in one store."""
+    return "" if inputs == "synthetic" else f"{inputs}_"
 
 
 def publish_catalog(store: Store, published: Iterable[Published]) -> str:
@@ -408,22 +497,25 @@ def publish_catalog(store: Store, published: Iterable[Published]) -> str:
     return write_catalog(store)
 
 
-def summarize(store: Store, published: dict[str, Published]) -> tuple[dict, dict]:
-    """Headline tables (period summaries, area tables) and facts of the demo's products, read from
-    their published attachments (the same for computed and reused versions)."""
+def summarize(store: Store, published: dict[str, Published],
+              prefix: str = "") -> tuple[dict, dict]:
+    """Headline tables (period summaries, area tables) and facts of the products, read from their
+    published attachments (the same for computed and reused versions); keyed by product (the
+    published name without ``prefix``)."""
     tables: dict[str, pd.DataFrame] = {}
     facts: dict[str, object] = {}
     for name, p in published.items():
         if p.kind != "products":
             continue
+        name = name.removeprefix(prefix)
         if name.startswith(("nep", "karst", "sink")):
             tables[name] = period_summary(_read_csv(store, p, "totals.csv"))
         elif name.startswith("trends_"):
             tables[name] = _read_csv(store, p, "increase_decrease_areas.csv")
         elif name.startswith("attribution_"):
             tables[name] = _read_csv(store, p, "dominant_areas.csv")
-        if name == "karst":
-            m = p.record.get("ionic_strength_model", {})
+        if name == "karst" and "ionic_strength_model" in p.record:
+            m = p.record["ionic_strength_model"]
             facts.update(ionic_strength_cv_r2=m.get("ionic_strength_cv_r2"),
                          ionic_strength_cv_rmse=m.get("ionic_strength_cv_rmse"))
     return tables, facts
@@ -437,12 +529,31 @@ def run_demo(cfg: RunConfig, *, progress: bool = False, rh_models=DEMO_RH_MODELS
     version is already complete are reused, not recomputed (``Published.reused``)."""
     store = Store(cfg.store, cfg.resolved_storage_options())
     p_inputs, p_regions = demo_inputs_step(store, cfg, rebuild=rebuild, progress=progress)
-    result = RunResult(store=store.url)
-    result.published.update(synthetic=p_inputs, regions=p_regions)
+    return _run_products(store, cfg, p_inputs, p_regions, rh_models, "", progress)
+
+
+def run_products(cfg: RunConfig, inputs: str, version: str = "latest", *,
+                 prefix: str | None = None, progress: bool = False,
+                 rh_models=DEMO_RH_MODELS) -> RunResult:
+    """Every product from inputs already published in the store (e.g. by ``carbonsink ingest``):
+    region masks with the inputs' river basins → NEP (each Rh model) → karst (random-forest ionic
+    strength if the inputs carry river chemistry and basins, else iterated) → sink → trends and
+    attribution → tables → catalog. Products are published as ``prefix + product`` (default
+    :func:`default_prefix`); complete content-addressed versions are reused."""
+    store = Store(cfg.store, cfg.resolved_storage_options())
+    p_inputs, p_regions = published_inputs_step(store, cfg, inputs, version, progress=progress)
+    prefix = default_prefix(inputs) if prefix is None else prefix
+    return _run_products(store, cfg, p_inputs, p_regions, rh_models, prefix, progress)
+
+
+def _run_products(store: Store, cfg: RunConfig, p_inputs: Published, p_regions: Published,
+                  rh_models, prefix: str, progress: bool) -> RunResult:
+    result = RunResult(store=store.url, prefix=prefix)
+    result.published.update({p_inputs.name: p_inputs, p_regions.name: p_regions})
     done = {"inputs": p_inputs, "regions": p_regions}
-    for name, step in demo_products(cfg, rh_models).items():
+    for name, step in product_steps(cfg, rh_models, prefix).items():
         done[name] = step.run(store, cfg, *(done[d] for d in step.deps), progress=progress)
         result.published[name] = done[name]
-    result.tables, result.facts = summarize(store, result.published)
+    result.tables, result.facts = summarize(store, result.published, prefix)
     result.catalog = publish_catalog(store, result.published.values())
     return result

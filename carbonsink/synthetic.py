@@ -229,6 +229,8 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
     }
     ds = xr.Dataset({k: xr.Variable(d, v) for k, (d, v) in data.items()}, coords=coords)
     for name, spec in SCHEMA.items():
+        if name not in ds:          # optional layers (basin) are published with the regions
+            continue
         ds[name].attrs.update({"units": spec.units, "long_name": spec.long_name})
         if spec.standard_name:
             ds[name].attrs["standard_name"] = spec.standard_name

@@ -5,40 +5,23 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from carbonsink.config import ConfigError, RunConfig
-from carbonsink.io.store import Published
+from carbonsink import pipeline
 from flows._common import (DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_SECONDS, dask_task_runner,
-                           open_store, run_config, ship_by_value)
-from flows.tasks import outcome, publish_catalog, submit_products, with_retries
-
-
-def published_inputs(cfg: RunConfig, inputs: str = "synthetic",
-                     version: str = "latest") -> dict[str, Published]:
-    """The published inputs to compute from ({"inputs": ..., "regions": ...}), checked against the
-    configuration: the products are computed on the configured grid and years."""
-    st = open_store(cfg)
-    p_in = st.complete("inputs", inputs, st.resolve("inputs", inputs, version))
-    p_reg = st.complete("inputs", "regions", st.resolve("inputs", "regions"))
-    for p in (p_in, p_reg):
-        rec = p.record
-        if rec.get("grid") != cfg.grid_obj().name:
-            raise ConfigError(f"{p.key} {p.version} is on grid {rec.get('grid')}, the "
-                              f"configuration asks for {cfg.grid_obj().name}")
-    if p_in.record.get("years") != list(cfg.years):
-        raise ConfigError(f"{p_in.key} {p_in.version} covers years {p_in.record.get('years')}, "
-                          f"the configuration asks for {list(cfg.years)}")
-    return {"inputs": p_in, "regions": p_reg}
+                           run_config, ship_by_value)
+from flows.tasks import (outcome, publish_catalog, published_inputs, submit_products,
+                         with_retries)
 
 
 @flow(name="carbonsink-compute")
 def compute(store: str | None = None, grid: str | None = None, years: str | None = None,
             rh_model: str | None = None, seed: int | None = None, chunk_mb: float | None = None,
             scheduler: str | None = None, n_workers: int | None = None, config: str | None = None,
-            inputs: str = "synthetic", inputs_version: str = "latest",
+            inputs: str = "synthetic", inputs_version: str = "latest", prefix: str | None = None,
             retries: int = DEFAULT_RETRIES,
             retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS) -> dict:
-    """Compute (or reuse) every product from the published ``inputs`` (name, version) and region
-    masks, then publish the catalog. Settings as for the demo flow."""
+    """Compute (or reuse) every product from the published ``inputs`` (name, version) and their
+    region masks, then publish the catalog. Settings as for the demo flow; products are published
+    as ``prefix + product`` (default: plain names for synthetic inputs, ``<inputs>_`` otherwise)."""
     settings = dict(config=config, store=store, grid=grid, years=years, rh_model=rh_model,
                     seed=seed, chunk_mb=chunk_mb, scheduler=scheduler, n_workers=n_workers)
     cfg = run_config(**settings)
@@ -46,18 +29,20 @@ def compute(store: str | None = None, grid: str | None = None, years: str | None
                           inputs_version, cfg.store, cfg.cluster.scheduler or
                           f"local cluster of {cfg.cluster.n_workers} workers")
     run = compute_on_dask.with_options(task_runner=dask_task_runner(cfg))
-    return run(settings, inputs=inputs, inputs_version=inputs_version, retries=retries,
-               retry_delay_seconds=retry_delay_seconds)
+    return run(settings, inputs=inputs, inputs_version=inputs_version, prefix=prefix,
+               retries=retries, retry_delay_seconds=retry_delay_seconds)
 
 
 @flow(name="carbonsink-compute-on-dask")
 def compute_on_dask(settings: dict, inputs: str = "synthetic", inputs_version: str = "latest",
-                    retries: int = DEFAULT_RETRIES,
+                    prefix: str | None = None, retries: int = DEFAULT_RETRIES,
                     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS) -> dict:
     """The compute flow's tasks; a subflow of :func:`compute`, which picks its Dask task runner."""
     cfg = run_config(**settings)
-    refs = published_inputs(cfg, inputs, inputs_version)
-    products = submit_products(cfg, refs, retries=retries,
+    refs = with_retries(published_inputs, retries, retry_delay_seconds).submit(
+        cfg, inputs, inputs_version).result()
+    prefix = pipeline.default_prefix(inputs) if prefix is None else prefix
+    products = submit_products(cfg, refs, prefix=prefix, retries=retries,
                                retry_delay_seconds=retry_delay_seconds)
     catalog = with_retries(publish_catalog, retries, retry_delay_seconds).submit(
         cfg, refs, products)

@@ -42,12 +42,22 @@ def demo_inputs(cfg, rebuild: str = "") -> dict[str, Published]:
     return _finished({"inputs": p_in, "regions": p_reg}, [p_in, p_reg])
 
 
+@task(name="published-inputs", **TASK_DEFAULTS)
+def published_inputs(cfg, inputs: str = "synthetic",
+                     version: str = "latest") -> dict[str, Published]:
+    """Inputs already in the store ({"inputs": ..., "regions": ...}), checked against the
+    configured grid and years; their region masks are published if not complete yet."""
+    with on_cluster():
+        p_in, p_reg = pipeline.published_inputs_step(open_store(cfg), cfg, inputs, version)
+    return _finished({"inputs": p_in, "regions": p_reg}, [p_in, p_reg])
+
+
 @task(name="product", **TASK_DEFAULTS)
 def product(cfg, name: str, inputs: dict[str, Published],
-            upstream: dict[str, Published]) -> Published:
-    """One product of :func:`carbonsink.pipeline.demo_products`, from the given input and upstream
-    product versions."""
-    step = pipeline.demo_products(cfg)[name]
+            upstream: dict[str, Published], prefix: str = "") -> Published:
+    """One product of :func:`carbonsink.pipeline.product_steps` (published as ``name``), from the
+    given input and upstream product versions."""
+    step = pipeline.product_steps(cfg, prefix=prefix)[name]
     refs = {**inputs, **upstream}
     with on_cluster():
         p = step.run(open_store(cfg), cfg, *(refs[d] for d in step.deps))
@@ -62,16 +72,16 @@ def publish_catalog(cfg, inputs: dict[str, Published], products: dict[str, Publi
     return url
 
 
-def submit_products(cfg, inputs, *, retries: int = DEFAULT_RETRIES,
+def submit_products(cfg, inputs, *, prefix: str = "", retries: int = DEFAULT_RETRIES,
                     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS) -> dict:
     """Submit one task per product, each as soon as what it is computed from is ready; ``inputs``:
-    {"inputs": ..., "regions": ...} or a future of it. Returns {product name: future}."""
+    {"inputs": ..., "regions": ...} or a future of it. Returns {published name: future}."""
     futures: dict = {}
-    for name, step in pipeline.demo_products(cfg).items():
-        t = product.with_options(name=name, task_run_name=name, retries=retries,
+    for name, step in pipeline.product_steps(cfg, prefix=prefix).items():
+        t = product.with_options(name=step.product, task_run_name=name, retries=retries,
                                  retry_delay_seconds=retry_delay_seconds)
         futures[name] = t.submit(cfg, name, inputs,
-                                 {d: futures[d] for d in step.deps if d in futures})
+                                 {d: futures[d] for d in step.deps if d in futures}, prefix)
     return futures
 
 

@@ -77,7 +77,8 @@ from . import regrid as rg
 from .manifest import MONTHLY, Manifest, UnitPlan, _template_fields, load_manifest, unit_plan
 from .store import (Published, Store, StoreError, _prepare_for_zarr, compute_default,
                     new_version)
-from .validate import REQUIRED, SCHEMA, InputError, check_value_stats, validate_inputs
+from .validate import (OPTIONAL, REQUIRED, SCHEMA, InputError, check_value_stats,
+                       validate_inputs)
 
 log = logging.getLogger("carbonsink.ingest")
 
@@ -259,7 +260,7 @@ def _plan_units(m: Manifest, var: str, plan: VarPlan):
                                               " declare `units` in the manifest")
         declared = next(iter(file_units), None)
         if declared is None:
-            if SCHEMA[var].kind == "mask":
+            if SCHEMA[var].kind in ("mask", "class"):
                 declared = "1"
             else:
                 raise InputError(var, first.path, "has no units: declare `units` in the manifest "
@@ -288,6 +289,8 @@ def _plan_variable(m: Manifest, var: str, grid: Grid, land: np.ndarray) -> VarPl
                                crs=spec.crs, storage_options=m.storage_options)
         if len(gdf) == 0:
             raise InputError(var, files[0][0], "holds no polygons")
+        if var == "basin":
+            _check_basin_ids(gdf[spec.attribute], files[0][0], spec.attribute)
         left, bottom, right, top = gdf.total_bounds
         rows, cols = np.nonzero(land)
         lat, lon = grid.lat[rows], grid.lon[cols]
@@ -382,6 +385,17 @@ def _plan_variable(m: Manifest, var: str, grid: Grid, land: np.ndarray) -> VarPl
     plan.resampling = rg.pick_resampling(spec.resampling, kind, first.transform, first.crs,
                                          first.shape, grid)
     return plan
+
+
+def _check_basin_ids(ids, path: str, attribute: str):
+    """Basin ids must be whole numbers in 1..2**24 (stored exactly in float32; 0 = no basin)."""
+    vals = pd.to_numeric(ids, errors="coerce").to_numpy(dtype="f8")
+    bad = ~np.isfinite(vals) | (vals != np.round(vals)) | (vals < 1) | (vals > 2 ** 24)
+    if bad.any():
+        examples = list(dict.fromkeys(ids[bad].astype(str)))[:5]
+        raise InputError("basin", path, f"column {attribute!r} must hold whole basin ids "
+                                        f"1..{2 ** 24}; {int(bad.sum())} polygons hold "
+                                        f"{examples}")
 
 
 def _when(key) -> str:
@@ -600,8 +614,11 @@ def _variable(plan: VarPlan, grid: Grid, tile: dict, years_slice: slice, land: n
     land2d = da.from_array(land > 0, chunks=(tile["lat"], tile["lon"]))
     if plan.polygons is not None:
         spec = plan.spec
-        out = rg.polygon_fraction(plan.polygons, spec.attribute, spec.carbonate_classes, grid,
-                                  tile, spec.supersample)
+        if plan.var == "basin":
+            out = rg.polygon_ids(plan.polygons, spec.attribute, grid, tile, spec.supersample)
+        else:
+            out = rg.polygon_fraction(plan.polygons, spec.attribute, spec.carbonate_classes,
+                                      grid, tile, spec.supersample)
     else:
         if plan.spec.temporal == "static":
             first, n = 0, 1
@@ -612,6 +629,8 @@ def _variable(plan: VarPlan, grid: Grid, tile: dict, years_slice: slice, land: n
         if plan.spec.temporal == "static":
             out = out[0]
     fill = plan.spec.fill_on_land
+    if plan.var == "basin":
+        fill = 0.0 if fill is None else fill     # land in no basin (or nodata): 0
     if fill is not None:
         holes = land2d & da.isnan(out)
         fill_counts[plan.var] = holes.sum()
@@ -659,6 +678,11 @@ def _var_attrs(var: str, plan: VarPlan | None, land_info: dict) -> dict:
         "source": plan.pattern, "source_files": len(plan.files),
         "source_format": s.format, "source_temporal": s.temporal,
     })
+    if plan.polygons is not None and var == "basin":
+        attrs.update({"source_attribute": s.attribute,
+                      "method": f"polygons rasterised on {s.supersample}x{s.supersample} sub-cells "
+                                "per cell; the id covering most sub-cells; 0 where none"})
+        return attrs
     if plan.polygons is not None:
         attrs.update({"source_attribute": s.attribute,
                       "carbonate_classes": [str(c) for c in s.carbonate_classes],
@@ -703,6 +727,8 @@ def _build(m: Manifest, plans: dict[str, VarPlan], grid: Grid, land: np.ndarray,
             if with_static:
                 data[var] = xr.Variable(("lat", "lon"), da.from_array(
                     land, chunks=(tile["lat"], tile["lon"])), _var_attrs(var, land_plan, land_info))
+            continue
+        if var not in plans:       # an optional variable the manifest does not name
             continue
         plan = plans[var]
         static = plan.spec.temporal == "static"
@@ -980,6 +1006,9 @@ def _decide(prev_rec: dict | None, content: dict, years) -> tuple[str, str, int]
     if oy[0] != ny[0] or ny[1] < oy[1]:
         return "rewritten", f"years {oy[0]}–{oy[1]} became {ny[0]}–{ny[1]} (only appending " \
                             "years at the end keeps earlier ones)", 0
+    dropped = sorted(set(old["variables"]) - set(content["variables"]))
+    if dropped:
+        return "rewritten", f"the manifest no longer names {dropped}", 0
     for var, new_v in content["variables"].items():
         old_v = old["variables"].get(var)
         if old_v is None or old_v["spec"] != new_v["spec"]:
@@ -1013,7 +1042,7 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     years = m.year_list
     land, land_info, land_plan = _land_mask(m, grid)
     plans = {var: _plan_variable(m, var, grid, land) for var in SCHEMA
-             if var != "land_mask"}
+             if var != "land_mask" and var in m.variables}
     tables = _read_tables(m)
     all_plans = dict(plans, **({"land_mask": land_plan} if land_plan else {}))
     fps = _fingerprints(m, all_plans, [p for p, _ in tables.values()])
@@ -1046,7 +1075,8 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
                      for p in plan.files] for var, plan in all_plans.items()}
     record = {
         "description": f"canonical carbonsink inputs ingested from {m.path or 'a manifest'}",
-        "units": {v: SCHEMA[v].units for v in SCHEMA}, "grid": grid.name,
+        "units": {v: SCHEMA[v].units for v in SCHEMA if v in plans or v == "land_mask"},
+        "grid": grid.name,
         "years": list(m.years),
         "ingest": {"format": INGEST_FORMAT, "mode": mode, "reason": reason,
                    "manifest_path": m.path, "manifest_sha256": m.sha256(),
@@ -1057,7 +1087,7 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     }
     attachments = {"river_chemistry.csv": _csv(t) for _, (_, t) in tables.items()}
     compute = compute or (lambda *c: compute_default(*c, progress=progress))
-    variables = list(REQUIRED["all"])
+    variables = list(REQUIRED["all"]) + [v for v in OPTIONAL if v in plans]
     source = attrs["source"]
     reused = 0
 

@@ -51,6 +51,12 @@ read. It names, per canonical variable of the input schema (README "Input schema
     rasterise the polygons (default 10: 100 sub-cells per cell).
 
 ``land_mask`` is optional (default: China's land from cnmaps, as the synthetic demo uses).
+``basin`` is optional: river basins for the karst sink's ionic-strength model — a raster of integer
+basin ids (``resampling`` mode, the default, or nearest; 0 or nodata = no basin) or polygons with
+``attribute`` naming the integer id column (each cell takes the basin covering most of its
+``supersample`` × ``supersample`` sub-cells). Land cells in no basin get 0. With ``basin`` and
+``tables.river_chemistry``, ``carbonsink run`` trains the random forest on them; without, the karst
+sink iterates I = 3[Ca] per pixel.
 ``tables.river_chemistry`` names the river ion-chemistry CSV (columns mapped to ``basin_id``, ``year``
 and the seven major ions; ``units`` mmol L-1, µmol L-1, mg L-1 or meq L-1), attached to the published
 inputs as ``river_chemistry.csv``.
@@ -82,7 +88,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .. import units as u
 from ..grid import get_grid
-from .validate import SCHEMA, InputError
+from .validate import OPTIONAL, SCHEMA, InputError
 
 FORMAT_VERSION = 1
 
@@ -105,10 +111,11 @@ ALLOWED_TEMPORAL = {
     "npp": ANNUAL + MONTHLY, "rsds": ANNUAL + MONTHLY, "aet": ANNUAL + MONTHLY,
     "tas": ("monthly_mean",), "pr": MONTHLY,
     "soc": ("static",), "carbonate_fraction": ("static",), "land_mask": ("static",),
+    "basin": ("static",),
 }
 DEFAULT_TEMPORAL = {"npp": "annual_total", "rsds": "annual_total", "aet": "annual_total",
                     "tas": "monthly_mean", "pr": "monthly_accumulation", "soc": "static",
-                    "carbonate_fraction": "static", "land_mask": "static"}
+                    "carbonate_fraction": "static", "land_mask": "static", "basin": "static"}
 
 ION_TABLE_COLUMNS = ("basin_id", "year", "ca", "mg", "na", "k", "hco3", "so4", "cl")
 
@@ -274,19 +281,27 @@ class Manifest(BaseModel):
         if unknown:
             raise ValueError(f"unknown canonical variables {unknown}; the schema has "
                              f"{sorted(SCHEMA)}")
-        missing = [v for v in SCHEMA if v not in self.variables and v != "land_mask"]
+        missing = [v for v in SCHEMA if v not in self.variables and v != "land_mask"
+                   and v not in OPTIONAL]
         if missing:
             raise ValueError(f"no source for canonical variables {missing} (every schema variable "
-                             "but land_mask needs one)")
+                             f"but land_mask and the optional {list(OPTIONAL)} needs one)")
         for var, spec in self.variables.items():
             if spec.temporal is None:
                 spec.temporal = DEFAULT_TEMPORAL[var]
             if spec.temporal not in ALLOWED_TEMPORAL[var]:
                 raise ValueError(f"variables.{var}: temporal {spec.temporal!r} is not possible for "
                                  f"{var} ({SCHEMA[var].units}); use one of {ALLOWED_TEMPORAL[var]}")
-            if spec.format == "vector" and var != "carbonate_fraction":
+            if spec.format == "vector" and var not in ("carbonate_fraction", "basin"):
                 raise ValueError(f"variables.{var}: polygons are only supported for "
-                                 "carbonate_fraction")
+                                 "carbonate_fraction and basin")
+            if var == "basin":
+                if spec.format == "vector" and not spec.attribute:
+                    raise ValueError("variables.basin: polygons need `attribute` (the column "
+                                     "holding each basin's integer id)")
+                if spec.resampling not in ("auto", "mode", "nearest"):
+                    raise ValueError(f"variables.basin: basin ids are classes; resampling must "
+                                     f"be mode or nearest, not {spec.resampling!r}")
             if spec.carbonate_classes is not None and var != "carbonate_fraction":
                 raise ValueError(f"variables.{var}: carbonate_classes is only for "
                                  "carbonate_fraction")

@@ -116,11 +116,11 @@ def source_resolution_deg(transform: Affine, crs, shape) -> float:
 
 
 def pick_resampling(requested: str, kind: str, transform: Affine, crs, shape, grid: Grid) -> str:
-    """``auto``: mode for masks, average for fractions and for sources as fine as the grid or
+    """``auto``: mode for masks and classes (basin ids), average for fractions and for sources as fine as the grid or
     finer, bilinear for coarser continuous sources; anything else as requested."""
     if requested != "auto":
         return requested
-    if kind == "mask":
+    if kind in ("mask", "class"):
         return "mode"
     if kind == "fraction":
         return "average"
@@ -264,20 +264,25 @@ def regrid(data: da.Array, transform: Affine, crs, grid: Grid, tile: dict,
 
 
 # --- polygons → fraction ----------------------------------------------------------------------
-def _fraction_tile(shapes, bounds, shape, k):
-    """Carbonate share of the covered sub-cells of each cell of one tile (NaN if none covered)."""
+def _sub_cells(shapes, bounds, shape, k, dtype):
+    """The tile rasterised on k × k sub-cells per cell: (h, k, w, k), 0 where no polygon."""
     from rasterio import features
 
     h, w = shape
-    out = np.full(shape, np.nan, dtype="f8")
-    if not shapes:
-        return out
     res_x = (bounds[2] - bounds[0]) / (w * k)
     res_y = (bounds[3] - bounds[1]) / (h * k)
     sub = features.rasterize(shapes, out_shape=(h * k, w * k),
                              transform=Affine(res_x, 0, bounds[0], 0, -res_y, bounds[3]),
-                             fill=0, dtype="uint8", all_touched=False)
-    sub = sub.reshape(h, k, w, k)
+                             fill=0, dtype=dtype, all_touched=False)
+    return sub.reshape(h, k, w, k)
+
+
+def _fraction_tile(shapes, bounds, shape, k):
+    """Carbonate share of the covered sub-cells of each cell of one tile (NaN if none covered)."""
+    out = np.full(shape, np.nan, dtype="f8")
+    if not shapes:
+        return out
+    sub = _sub_cells(shapes, bounds, shape, k, "uint8")
     covered = (sub > 0).sum(axis=(1, 3))
     carbonate = (sub == 2).sum(axis=(1, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -285,14 +290,29 @@ def _fraction_tile(shapes, bounds, shape, k):
     return out
 
 
-def polygon_fraction(gdf, attribute: str, classes, grid: Grid, tile: dict,
-                     supersample: int = 10) -> da.Array:
-    """Fraction (0–1) of each cell on polygons whose ``attribute`` is in ``classes`` (EPSG:4326
-    polygons), among the part of the cell any polygon covers; (nlat, nlon) float64 dask array."""
+def _majority_tile(shapes, bounds, shape, k):
+    """Per cell, the id covering most of its sub-cells (ties: the smaller id); 0 where no polygon
+    covers any sub-cell. One pass per id present in the tile, vectorised over the cells."""
+    out = np.zeros(shape, dtype="f8")
+    if not shapes:
+        return out
+    sub = _sub_cells(shapes, bounds, shape, k, "int32")
+    best = np.zeros(shape, dtype="i8")
+    for v in np.unique(sub):
+        if v == 0:
+            continue
+        n = (sub == v).sum(axis=(1, 3))
+        take = n > best
+        out[take], best[take] = v, n[take]
+    return out
+
+
+def _polygon_tiles(gdf, values: np.ndarray, grid: Grid, tile: dict, supersample: int,
+                   tile_fn) -> da.Array:
+    """One delayed ``tile_fn(shapes, bounds, shape, k)`` per tile of the grid, on the polygons
+    that intersect the tile (burned in the order given, later ones on top) with their ``values``."""
     from shapely.geometry import box
 
-    wanted = {str(c) for c in classes}
-    is_carb = gdf[attribute].astype(str).isin(wanted).to_numpy()
     geoms = gdf.geometry.to_numpy()
     index = gdf.sindex
     rows, cols = tiles(grid, tile)
@@ -301,12 +321,29 @@ def polygon_fraction(gdf, attribute: str, classes, grid: Grid, tile: dict,
         row = []
         for j0, j1 in cols:
             bounds = tile_bounds(grid, i0, i1, j0, j1)
-            hits = index.query(box(*bounds))
-            hits = hits[np.argsort(is_carb[hits], kind="stable")]  # carbonate drawn last
-            shapes = [(geoms[h], 2 if is_carb[h] else 1) for h in hits
+            hits = np.sort(index.query(box(*bounds)))
+            shapes = [(geoms[h], values[h]) for h in hits
                       if geoms[h] is not None and not geoms[h].is_empty]
-            block = dask.delayed(_fraction_tile, pure=True)(shapes, bounds, (i1 - i0, j1 - j0),
-                                                            supersample)
+            block = dask.delayed(tile_fn, pure=True)(shapes, bounds, (i1 - i0, j1 - j0),
+                                                     supersample)
             row.append(da.from_delayed(block, (i1 - i0, j1 - j0), dtype="f8"))
         out_rows.append(row)
     return da.block(out_rows)
+
+
+def polygon_fraction(gdf, attribute: str, classes, grid: Grid, tile: dict,
+                     supersample: int = 10) -> da.Array:
+    """Fraction (0–1) of each cell on polygons whose ``attribute`` is in ``classes`` (EPSG:4326
+    polygons), among the part of the cell any polygon covers; (nlat, nlon) float64 dask array."""
+    wanted = {str(c) for c in classes}
+    is_carb = gdf[attribute].astype(str).isin(wanted).to_numpy()
+    order = np.argsort(is_carb, kind="stable")                 # carbonate drawn last
+    return _polygon_tiles(gdf.iloc[order], np.where(is_carb[order], 2, 1), grid, tile,
+                          supersample, _fraction_tile)
+
+
+def polygon_ids(gdf, attribute: str, grid: Grid, tile: dict, supersample: int = 10) -> da.Array:
+    """Integer ids (``attribute``, > 0) of EPSG:4326 polygons on the grid: each cell takes the id
+    covering most of its ``supersample``² sub-cells, 0 if none; (nlat, nlon) float64 dask array."""
+    ids = gdf[attribute].to_numpy()
+    return _polygon_tiles(gdf, ids.astype("int32"), grid, tile, supersample, _majority_tile)

@@ -35,7 +35,7 @@ class VarSpec:
     valid_range: tuple[float, float]
     long_name: str
     standard_name: str | None = None
-    kind: str = "continuous"  # continuous | fraction | mask
+    kind: str = "continuous"  # continuous | fraction | mask | class
 
 
 # The canonical input schema (README "Input schema"). Valid ranges are physical limits in the
@@ -61,13 +61,20 @@ SCHEMA: dict[str, VarSpec] = {
                                   "fraction of the cell on carbonate rock", kind="fraction"),
     "land_mask": VarSpec("1", ("lat", "lon"), (0.0, 1.0), "land (1) inside China, else 0",
                          "land_binary_mask", kind="mask"),
+    # optional: river basins (integer ids; 0 = land outside every basin) for the ionic-strength
+    # model of the karst sink (SCIENCE.md §3); ids are stored exactly in float32 up to 2**24
+    "basin": VarSpec("1", ("lat", "lon"), (0.0, 2.0 ** 24),
+                     "river basin id (0: land in no basin)", kind="class"),
 }
+
+# Schema variables a dataset may leave out (products that need them say so).
+OPTIONAL = ("basin",)
 
 # What each product needs from the schema.
 REQUIRED = {
     "nep": ("npp", "tas", "pr", "soc", "land_mask"),
     "nep_pei": ("npp", "tas", "pr", "land_mask"),
-    "all": tuple(SCHEMA),
+    "all": tuple(v for v in SCHEMA if v not in OPTIONAL),
 }
 
 

@@ -51,7 +51,9 @@ def _m(**changes):
 def test_example_manifest_in_catalogs_validates():
     m = load_manifest(EXAMPLE)
     assert m.name == "observed" and m.grid == "0.05" and m.years == (2001, 2020)
-    assert set(m.variables) == {"npp", "tas", "pr", "rsds", "aet", "soc", "carbonate_fraction"}
+    assert set(m.variables) == {"npp", "tas", "pr", "rsds", "aet", "soc", "carbonate_fraction",
+                               "basin"}
+    assert m.variables["basin"].format == "vector" and m.variables["basin"].attribute
     assert m.variables["npp"].nodata[-1] == 32767 and m.variables["npp"].scale_factor == 1e-4
     assert m.variables["carbonate_fraction"].format == "vector"
     assert m.variables["pr"].temporal == "daily_mean_flux"
