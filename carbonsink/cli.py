@@ -158,13 +158,15 @@ def _report(result, cfg, t0: float):
             click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.2f}" for r in
                                           karst.itertuples()) + " t C km-2 a-1")
         if name == "karst":
-            if result.facts.get("ionic_strength_cv_r2") is None:
+            f = result.facts
+            if f.get("cv_r2") is None:
                 click.echo("    ionic strength iterated as I = 3[Ca2+]eq (the inputs carry no "
                            "river chemistry table and basins for the random forest)")
             else:
-                click.echo(f"    ionic-strength random forest: 10-fold CV R² "
-                           f"{result.facts['ionic_strength_cv_r2']:.3f}, RMSE "
-                           f"{result.facts['ionic_strength_cv_rmse']:.4f} mol L-1")
+                click.echo(f"    ionic-strength random forest: {f['cv_folds']}-fold CV R² "
+                           f"{f['cv_r2']:.3f}, RMSE {f['cv_rmse']:.4f} mol L-1 "
+                           f"({f['cv_scheme']}); whole basins held out: R² "
+                           f"{f['basin_cv_r2']:.3f}, RMSE {f['basin_cv_rmse']:.4f} mol L-1")
         if name.startswith("trends_"):
             nat = summary[summary.region_set == "national"].set_index("category")
             area = nat.area_km2.reindex(["increase", "decrease"]).fillna(0.0)

@@ -57,6 +57,9 @@ class RunConfig(BaseModel):
     years: tuple[int, int] = (2000, 2020)
     chunk_mb: float = Field(32.0, gt=0, le=512)
     rh_model: Literal[RH_MODELS] = DEFAULT_RH_MODEL  # type: ignore[valid-type]
+    # cross-validation of the ionic-strength forest: "kfold" (shuffled basin-years, the seed's) or
+    # "basin" (whole basins held out); both scores are recorded either way
+    ionic_strength_cv: Literal["kfold", "basin"] = "kfold"
     seed: int = 0
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 

@@ -249,6 +249,10 @@ class IonicStrengthModel:
     rf_params: dict = field(default_factory=dict)
     cv_r2_folds: tuple[float, ...] = ()
     target_range: tuple[float, float] = (np.nan, np.nan)
+    cv: str = "kfold"                       # the scheme of cv_r2 / cv_rmse
+    basin_cv_r2: float = np.nan             # leave-basins-out (GroupKFold) R²: ungauged basins
+    basin_cv_rmse: float = np.nan
+    basin_cv_folds: int = 0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """I [mol L⁻¹] for rows of predictors in :attr:`predictors` order (n, k)."""
@@ -261,11 +265,16 @@ class IonicStrengthModel:
             f"{p}model": "sklearn.ensemble.RandomForestRegressor",
             f"{p}predictors": " ".join(self.predictors),
             f"{p}cv_folds": int(self.n_splits),
+            f"{p}cv_scheme": {"kfold": "KFold over basin-years, shuffled",
+                              "basin": "GroupKFold by basin (whole basins held out)"}[self.cv],
             f"{p}cv_r2": float(self.cv_r2),
             f"{p}cv_rmse": float(self.cv_rmse),
             f"{p}cv_rmse_units": "mol L-1",
             f"{p}cv_r2_fold_mean": float(np.mean(self.cv_r2_folds)) if self.cv_r2_folds
             else float("nan"),
+            f"{p}basin_cv_r2": float(self.basin_cv_r2),
+            f"{p}basin_cv_rmse": float(self.basin_cv_rmse),
+            f"{p}basin_cv_folds": int(self.basin_cv_folds),
             f"{p}n_training_rows": int(self.n_rows),
             f"{p}training_table_sha256": self.table_hash,
             f"{p}sklearn_version": self.sklearn_version,
@@ -279,7 +288,8 @@ class IonicStrengthModel:
         for name, imp in self.feature_importances.items():
             attrs[f"{p}importance_{name}"] = float(imp)
         # netCDF/Zarr attrs cannot hold None or NaN portably
-        return {k: ("none" if v is None else v) for k, v in attrs.items()}
+        return {k: ("none" if v is None or (isinstance(v, float) and np.isnan(v)) else v)
+                for k, v in attrs.items()}
 
 
 def _training_frame(table, predictors, n_splits, drop_unmatched, source):
@@ -309,33 +319,67 @@ def _training_frame(table, predictors, n_splits, drop_unmatched, source):
     return merged
 
 
+CV_SCHEMES = ("kfold", "basin")
+
+
+def _out_of_fold(x, y, splits, params):
+    """Pooled out-of-fold predictions of the forest over ``splits`` and the per-fold R²."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.metrics import r2_score
+
+    oof = np.empty_like(y)
+    fold_r2 = []
+    for train, test in splits:
+        rf = RandomForestRegressor(**params).fit(x[train], y[train])
+        oof[test] = rf.predict(x[test])
+        fold_r2.append(float(r2_score(y[test], oof[test])) if len(test) > 1 else float("nan"))
+    return oof, fold_r2
+
+
 def train_ionic_strength(table: pd.DataFrame, predictors: pd.DataFrame, n_splits: int = 10,
-                         seed: int = 0, *, drop_unmatched: bool = False,
+                         seed: int = 0, *, cv: str = "kfold", drop_unmatched: bool = False,
                          source: str | None = None, **rf_params) -> IonicStrengthModel:
     """Fit the random forest of I [mol L⁻¹] on basin-year predictors, with k-fold CV (SCIENCE.md §3).
 
     ``table``: ion table (mmol L⁻¹), see :func:`validate_ion_table`; ``predictors``: output of
-    :func:`basin_predictors`, joined on (basin_id, year). CV: ``KFold(n_splits, shuffle=True,
-    random_state=seed)``; out-of-fold predictions pooled into one R² and RMSE (the seed's 10-fold
-    scores), plus the per-fold R². The final model is refitted on all rows. ``rf_params`` go to
-    ``RandomForestRegressor`` (defaults :data:`DEFAULT_RF_PARAMS`, ``random_state=seed``).
+    :func:`basin_predictors`, joined on (basin_id, year). CV (``cv_r2``, ``cv_rmse``):
+    ``cv="kfold"`` (the seed's 10-fold scores) — ``KFold(n_splits, shuffle=True,
+    random_state=seed)`` over basin-years, out-of-fold predictions pooled into one R² and RMSE,
+    plus the per-fold R²; ``cv="basin"`` — ``GroupKFold`` by basin, whole basins held out. The
+    leave-basins-out scores are always reported too (``basin_cv_r2``, ``basin_cv_rmse``, with
+    min(n_splits, basins) folds): the forest predicts I for every pixel, mostly in basins without
+    a station, and shuffled k-fold — which sees other years of the same basin — is optimistic about
+    that. The final model is refitted on all rows. ``rf_params`` go to ``RandomForestRegressor``
+    (defaults :data:`DEFAULT_RF_PARAMS`, ``random_state=seed``).
     """
     import sklearn
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.metrics import mean_squared_error, r2_score
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import GroupKFold, KFold
 
+    if cv not in CV_SCHEMES:
+        raise ValueError(f"cv must be one of {CV_SCHEMES}, got {cv!r}")
     frame = _training_frame(table, predictors, n_splits, drop_unmatched, source)
     x = frame[list(PREDICTORS)].to_numpy(dtype="f8")
     y = ionic_strength_of(frame)
+    groups = frame["basin_id"].to_numpy()
+    n_basins = len(np.unique(groups))
+    if cv == "basin" and n_basins < n_splits:
+        raise IonTableError(source, [f"{n_basins} basins, fewer than the {n_splits} "
+                                     "cross-validation folds of cv='basin'"])
     params = {**DEFAULT_RF_PARAMS, "random_state": seed, **rf_params}
 
-    oof = np.empty_like(y)
-    fold_r2 = []
-    for train, test in KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(x):
-        rf = RandomForestRegressor(**params).fit(x[train], y[train])
-        oof[test] = rf.predict(x[test])
-        fold_r2.append(float(r2_score(y[test], oof[test])) if len(test) > 1 else float("nan"))
+    kfold = KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(x)
+    oof, fold_r2 = _out_of_fold(x, y, kfold, params)
+    basin_r2 = basin_rmse = np.nan
+    basin_folds = min(n_splits, n_basins)
+    if basin_folds >= 2:
+        b_oof, b_fold_r2 = _out_of_fold(
+            x, y, GroupKFold(n_splits=basin_folds).split(x, groups=groups), params)
+        basin_r2 = float(r2_score(y, b_oof))
+        basin_rmse = float(np.sqrt(mean_squared_error(y, b_oof)))
+        if cv == "basin":
+            oof, fold_r2 = b_oof, b_fold_r2
     final = RandomForestRegressor(**params).fit(x, y)
     return IonicStrengthModel(
         regressor=final, predictors=tuple(PREDICTORS),
@@ -343,7 +387,8 @@ def train_ionic_strength(table: pd.DataFrame, predictors: pd.DataFrame, n_splits
         feature_importances={p: float(v) for p, v in zip(PREDICTORS, final.feature_importances_)},
         n_rows=int(len(frame)), sklearn_version=sklearn.__version__, table_hash=table_hash(frame),
         n_splits=int(n_splits), seed=int(seed), rf_params=params, cv_r2_folds=tuple(fold_r2),
-        target_range=(float(y.min()), float(y.max())))
+        target_range=(float(y.min()), float(y.max())), cv=cv, basin_cv_r2=basin_r2,
+        basin_cv_rmse=basin_rmse, basin_cv_folds=basin_folds if basin_folds >= 2 else 0)
 
 
 # ================================================================================================

@@ -7,7 +7,7 @@ published datasets read back from the store, as any later, separate run would.
 
 Content addressing, skip and resume: each dataset's version id is derived from what determines it
 (:func:`content_version`: its name and parameters, the run configuration's hash, the versions of the
-datasets it is computed from, the carbonsink version). Each ``*_step`` function first asks the store
+datasets it is computed from, the code fingerprint). Each ``*_step`` function first asks the store
 whether that version is already complete and, if so, reuses it (``Published.reused``) instead of
 recomputing; a rerun of an unchanged configuration therefore recomputes nothing, and a failed run
 resumes where it stopped. :func:`demo_products` is the product graph (which product is computed from
@@ -98,11 +98,34 @@ def _totals_attachment(var: str, regions: xr.Dataset, where=None):
 
 
 # --- content addressing -------------------------------------------------------------------------
+# What computes values: the modules whose source decides a dataset's numbers. A change to any of
+# them (a kernel fix, a new default) gives every dataset new versions; the CLI, the cluster helpers
+# and the catalog writer only present or move results and are left out.
+_COMPUTING = ("kernels", "products", "io", "grid.py", "units.py", "regions.py", "synthetic.py",
+              "ml.py", "zonal.py", "pipeline.py", "config.py")
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """carbonsink's version + 12 hex digits of the SHA-256 of the source of the computing modules
+    (:data:`_COMPUTING`), so an edited kernel in a development install cannot reuse versions
+    computed by the old code under an unchanged version number."""
+    import pathlib
+
+    root = pathlib.Path(__file__).parent
+    files = sorted(p for entry in _COMPUTING for p in
+                   ((root / entry).rglob("*.py") if (root / entry).is_dir() else [root / entry]))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
 def _address(cfg: RunConfig, kind: str, name: str, params: dict | None = None,
              inputs: dict[str, Published] | None = None) -> tuple[str, dict]:
     key = {"dataset": f"{kind}/{name}", "params": params or {}, "config_hash": cfg.config_hash(),
            "inputs": {k: f"{p.key}@{p.version}" for k, p in sorted((inputs or {}).items())},
-           "code_version": __version__}
+           "code_version": code_fingerprint()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return CONTENT_PREFIX + digest[:16], key
 
@@ -112,7 +135,8 @@ def content_version(cfg: RunConfig, kind: str, name: str, params: dict | None = 
     """The content address of a dataset: ``c-`` + 16 hex digits of the SHA-256 of its kind/name and
     parameters, the run configuration's hash (:meth:`RunConfig.config_hash`: what determines results,
     not where they go or what computes them), the versions of the datasets it is computed from and
-    the carbonsink version. Same configuration, inputs and code → same id; change any of them and
+    the code (:func:`code_fingerprint`: the carbonsink version and the source of its computing
+    modules). Same configuration, inputs and code → same id; change any of them and
     this id, and every id downstream of it, changes."""
     return _address(cfg, kind, name, params, inputs)[0]
 
@@ -301,7 +325,8 @@ def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Data
         basins = regions["basin"]
         ml.validate_ion_table(ion_table, basins, source="river chemistry table")
         predictors = ml.basin_predictors(inputs, basins)
-        model = ml.train_ionic_strength(ion_table, predictors, seed=cfg.seed)
+        model = ml.train_ionic_strength(ion_table, predictors, seed=cfg.seed,
+                                        cv=cfg.ionic_strength_cv)
         ionic = ml.predict_ionic_strength(model, inputs)
     else:
         ionic = None
@@ -516,8 +541,8 @@ def summarize(store: Store, published: dict[str, Published],
             tables[name] = _read_csv(store, p, "dominant_areas.csv")
         if name == "karst" and "ionic_strength_model" in p.record:
             m = p.record["ionic_strength_model"]
-            facts.update(ionic_strength_cv_r2=m.get("ionic_strength_cv_r2"),
-                         ionic_strength_cv_rmse=m.get("ionic_strength_cv_rmse"))
+            facts.update({k: m.get(f"ionic_strength_{k}") for k in (
+                "cv_r2", "cv_rmse", "cv_folds", "cv_scheme", "basin_cv_r2", "basin_cv_rmse")})
     return tables, facts
 
 

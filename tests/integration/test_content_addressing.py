@@ -49,7 +49,42 @@ def test_content_version_changes_with_the_code_version(monkeypatch):
     cfg = load_config(env={}, store="/tmp/a", grid="1")
     v = content_version(cfg, "products", "sink")
     monkeypatch.setattr(pipeline, "__version__", "99.0")
-    assert content_version(cfg, "products", "sink") != v
+    pipeline.code_fingerprint.cache_clear()
+    try:
+        assert content_version(cfg, "products", "sink") != v
+    finally:
+        monkeypatch.undo()
+        pipeline.code_fingerprint.cache_clear()
+
+
+def test_code_fingerprint_follows_the_computing_source(tmp_path, monkeypatch):
+    """An edited kernel under an unchanged version number gives new versions; presentation code
+    (the CLI) does not count."""
+    import pathlib
+    import shutil
+
+    import carbonsink.pipeline as pipeline
+
+    cfg = load_config(env={}, store="/tmp/a", grid="1")
+    v = content_version(cfg, "products", "sink")
+    assert pipeline.code_fingerprint().startswith(pipeline.__version__ + "+")
+    src = pathlib.Path(pipeline.__file__).parent
+    copy = tmp_path / "carbonsink"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline, "__file__", str(copy / "pipeline.py"))
+    pipeline.code_fingerprint.cache_clear()
+    try:
+        assert content_version(cfg, "products", "sink") == v          # same source, same id
+        (copy / "cli.py").write_text((copy / "cli.py").read_text() + "\n# presentation\n")
+        pipeline.code_fingerprint.cache_clear()
+        assert content_version(cfg, "products", "sink") == v
+        k = copy / "kernels" / "respiration.py"
+        k.write_text(k.read_text() + "\n# a kernel edit\n")
+        pipeline.code_fingerprint.cache_clear()
+        assert content_version(cfg, "products", "sink") != v
+    finally:
+        monkeypatch.undo()
+        pipeline.code_fingerprint.cache_clear()
 
 
 def test_step_reuses_a_complete_version_and_recomputes_an_incomplete_one(tmp_path):

@@ -261,3 +261,40 @@ def test_predict_blockwise_matches_model(fitted):
     land = np.broadcast_to(ds.land_mask.values > 0, v.shape)
     assert np.isnan(v[~land]).all() and np.isfinite(v[land]).all()
     np.testing.assert_allclose(v[land], model.predict(x[land]).astype("f4"), rtol=1e-6)
+
+
+def _basin_memoriser(n_basins=30, n_years=8, seed=4):
+    """I is a per-basin constant unrelated to climate, but each basin's predictors are a fixed
+    signature: a forest that has seen other years of a basin recognises it; one that has never
+    seen the basin cannot know its I."""
+    rng = np.random.default_rng(seed)
+    basin_i = rng.uniform(0.002, 0.02, n_basins)
+    sig = rng.uniform(0, 1, (n_basins, 4)) * [2000, 30, 800, 900]
+    rows, preds = [], []
+    unit = np.array([1.0, 0.3, 0.2, 0.05, 2.4, 0.1, 0.1])
+    unit_i = karst.ionic_strength(*unit, units="mmol L-1")
+    for b in range(n_basins):
+        for y in range(2000, 2000 + n_years):
+            i = basin_i[b] * np.exp(0.02 * rng.standard_normal())
+            rows.append({"basin_id": b + 1, "year": y, **dict(zip(ml.ION_COLUMNS,
+                                                                   unit * i / unit_i))})
+            preds.append({"basin_id": b + 1, "year": y,
+                          **dict(zip(ml.PREDICTORS, sig[b] * (1 + 0.01 * rng.standard_normal(4))))})
+    return pd.DataFrame(rows), pd.DataFrame(preds)
+
+
+def test_basin_cross_validation_holds_whole_basins_out():
+    table, pred = _basin_memoriser()
+    kf = ml.train_ionic_strength(table, pred, n_splits=5, seed=0, n_estimators=30)
+    gb = ml.train_ionic_strength(table, pred, n_splits=5, seed=0, n_estimators=30, cv="basin")
+    # shuffled k-fold sees other years of every test basin: it looks excellent
+    assert kf.cv_r2 > 0.9 and kf.cv == "kfold"
+    # with whole basins held out the same forest has nothing to go on
+    assert kf.basin_cv_r2 < 0.5 and kf.basin_cv_folds == 5
+    assert gb.cv == "basin" and gb.cv_r2 == gb.basin_cv_r2 == kf.basin_cv_r2
+    assert gb.to_attrs()["ionic_strength_cv_scheme"].startswith("GroupKFold")
+    with pytest.raises(ml.IonTableError, match="3 basins, fewer than the 5"):
+        ml.train_ionic_strength(table[table.basin_id <= 3], pred, n_splits=5, cv="basin",
+                                n_estimators=5)
+    with pytest.raises(ValueError, match="cv must be one of"):
+        ml.train_ionic_strength(table, pred, n_splits=5, cv="loo")
