@@ -8,14 +8,21 @@ turns raw numbers into physical values with NaN for missing ones. Structural pro
 rotated or irregular grid, coordinates that are not monotonic, a variable or band that is not there
 — raise :class:`carbonsink.io.validate.InputError` naming the variable, the file and the problem.
 
-Local paths and fsspec URLs (``s3://``) both work: GeoTIFFs are read through fsspec by rasterio's
-``opener``; NetCDF on object stores goes through fsspec's local ``simplecache`` (netCDF4 reads local
-files only). Storage options never carry secrets (see :mod:`carbonsink.config`).
+Local paths and fsspec URLs (``s3://``) both work. A source behind a URL is fetched once into a
+local copy named by its URL and ETag (:func:`_local_path`; a replaced file gets a new copy) and read
+from there: netCDF4 reads local files only, and rasterio's Python ``opener`` (GDAL VSI callbacks) is
+not thread-safe — handles closed from another thread (the garbage collector, a dask worker's event
+loop) raise LookupError and crashed dask workers with SIGSEGV. The copies live in a temporary
+directory of the ingesting process (removed at exit): dask workers read them by path, so they must
+share its filesystem (same machine or a shared disk); no storage option or key enters the task
+graph. Storage options never carry secrets (see :mod:`carbonsink.config`): S3 keys come from the
+AWS_* environment of the ingesting process.
 """
 from __future__ import annotations
 
 import glob as _glob
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -47,7 +54,25 @@ def _err(var, path, problem):
 # --- finding the files --------------------------------------------------------------------------
 def _fs(url: str, storage_options: dict | None):
     import fsspec
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fsspec.core.url_to_fs(url, **source_options(url, storage_options))
+
+
+def source_options(url: str, storage_options: dict | None) -> dict:
+    """fsspec options for a source URL: the manifest's (never secrets), for ``s3://`` the endpoint
+    of ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` as :func:`carbonsink.config.load_config` does
+    for the store (keys: the client library reads AWS_* itself), and no listing cache
+    (``use_listings_cache: false`` unless the manifest says otherwise): a long-lived process (a
+    flow worker, a notebook) would otherwise keep a directory listing from an earlier ingest and
+    see the old size/ETag of a replaced file, or not see a new year's file."""
+    opts = json.loads(json.dumps(storage_options or {}))
+    opts.setdefault("use_listings_cache", False)
+    if url.split("://", 1)[0] not in ("s3", "s3a"):
+        return opts
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "endpoint_url" not in opts and "endpoint_url" not in opts.get(
+            "client_kwargs", {}):
+        opts.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
+    return opts
 
 
 def _has_magic(path: str) -> bool:
@@ -207,15 +232,10 @@ def open_geotiff(path: str, var: str, *, band: int | None = None, bands: int | N
     import rasterio
     import rioxarray
 
-    kwargs = {"lock": False}            # local files: a new handle per read, fully parallel
-    if "://" in path and not path.startswith("file://"):
-        fs, _ = _fs(path, storage_options)
-        # through fsspec: rasterio's opener registry is keyed by path and not safe for
-        # concurrent opens of one file, so reads of a URL share one cached handle under a lock
-        kwargs = {"opener": fs.open, "lock": True}
     try:
-        raw = rioxarray.open_rasterio(path.removeprefix("file://"), chunks=None, cache=False,
-                                      mask_and_scale=False, **kwargs)
+        # a local file (URLs: the local copy): a new handle per read, fully parallel
+        raw = rioxarray.open_rasterio(_local_path(path, storage_options), chunks=None,
+                                      cache=False, mask_and_scale=False, lock=False)
     except (rasterio.errors.RasterioIOError, OSError) as e:
         raise _err(var, path, f"cannot be read as a GeoTIFF: {e}") from None
     nband = int(raw.sizes["band"])
@@ -275,19 +295,48 @@ def _regular_axis(values: np.ndarray, var, path, name) -> tuple[float, float]:
     return float(v[0]), float(step)
 
 
-def _open_local_netcdf(path: str, storage_options):
-    if "://" in path and not path.startswith("file://"):
-        import fsspec
-        protocol = path.split("://", 1)[0]
-        return fsspec.open_local(f"simplecache::{path}", **{protocol: storage_options or {}})
-    return path.removeprefix("file://")
+_COPIES: dict = {}     # "dir": this process's directory of local copies of remote sources
+
+
+def _local_path(path: str, storage_options) -> str:
+    """A local path for a source: the path itself, or for a URL a local copy named by the URL and
+    the file's ETag/checksum (``fs.ukey``), fetched once (see the module doc). A replaced remote
+    file gets a new copy under a new name: never a stale copy (fsspec's simplecache keeps the first
+    one for the life of the process, so a long-lived process recorded the new file's fingerprint
+    with the old file's values), never a copy rewritten under a handle that still reads it."""
+    if "://" not in path or path.startswith("file://"):
+        return path.removeprefix("file://")
+    import atexit
+    import shutil
+    import tempfile
+    import uuid
+
+    fs, p = _fs(path, storage_options)
+    if "dir" not in _COPIES:
+        _COPIES["dir"] = tempfile.mkdtemp(prefix="carbonsink-sources-")
+        atexit.register(shutil.rmtree, _COPIES["dir"], ignore_errors=True)
+    url = hashlib.sha256(path.encode()).hexdigest()[:16]
+    content = hashlib.sha256(str(fs.ukey(p)).encode()).hexdigest()[:16]
+    local = os.path.join(_COPIES["dir"], f"{url}-{content}-{os.path.basename(p)}")
+    if not os.path.exists(local):
+        part = f"{local}.{uuid.uuid4().hex}.part"
+        try:
+            fs.get_file(p, part)
+            os.replace(part, local)
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
+        for old in _glob.glob(os.path.join(_COPIES["dir"], f"{url}-*")):
+            if old != local and not old.endswith(".part"):
+                os.remove(old)     # an earlier content of the same URL (open handles keep it)
+    return local
 
 
 def open_netcdf(path: str, var: str, variable: str, *, crs: str | None = None,
                 storage_options: dict | None = None) -> Raster:
     """Open one variable of a NetCDF file lazily, with its time steps as (year, month)."""
     try:
-        ds = xr.open_dataset(_open_local_netcdf(path, storage_options), engine="netcdf4",
+        ds = xr.open_dataset(_local_path(path, storage_options), engine="netcdf4",
                              chunks=None, mask_and_scale=False, decode_times=True,
                              decode_timedelta=False, cache=False)
     except (OSError, ValueError) as e:

@@ -266,7 +266,7 @@ def test_bad_appended_year_leaves_store_unchanged(tmp_path):
 
 def test_sources_through_fsspec_urls(good, src, tmp_path):
     """The same files behind a URL (memory:// here; s3:// takes the same code path) give the same
-    inputs: GeoTIFFs through rasterio's fsspec opener, NetCDF through fsspec's local cache."""
+    inputs: both read from a local copy keyed by URL and ETag (readers._local_path)."""
     import fsspec
     fs = fsspec.filesystem("memory")
     prefix = f"/ingest-test-{os.getpid()}-{tmp_path.name}"
