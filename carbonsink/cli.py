@@ -28,49 +28,76 @@ def main():
     """carbonsink: China's carbon sinks mapped, totalled, trended and attributed."""
 
 
-@main.command()
-@click.option("--resolution", "grid", default=None,
-              help="grid preset: 1km (0.01), 0.05, 0.1 [default], 0.25, 0.5, 1")
-@click.option("--years", default=None, help="year range, e.g. 2000-2020 [default]")
-@click.option("--store", default=None,
-              help="where to write: a path, file://, s3://bucket/prefix or memory:// "
-                   "[default ./carbonsink-demo]; S3 keys come from AWS_* environment variables")
-@click.option("--workers", "n_workers", type=int, default=None,
-              help="worker processes of the local cluster [default 2]")
-@click.option("--scheduler", default=None,
-              help="address of a running dask scheduler (tcp://host:port) instead of a local cluster")
-@click.option("--rh-model", type=click.Choice(RH_MODELS), default=None,
-              help="Rh model of the `nep` product [default soil_tps]; the demo also publishes "
-                   "nep_pei (or nep_soil_tps) so both published models are compared")
-@click.option("--seed", type=int, default=None, help="synthetic China seed [default 0]")
-@click.option("--chunk-mb", type=float, default=None, help="target chunk size in MB [default 32]")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="YAML run configuration (overridden by the options above)")
-@click.option("--progress/--no-progress", default=True, help="progress bar while computing")
-def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, config_path,
-         progress):
-    """Synthetic China → validated inputs → NEP (two Rh models) → totals → published Zarr + catalog."""
-    from .cluster import connect
-    from .pipeline import run_demo
+def _run_options(what_rh: str):
+    """The options every computing command shares (store, cluster, Rh model, chunks, config,
+    progress), outermost first."""
+    options = [
+        click.option("--store", default=None,
+                     help="the store: a path, file://, s3://bucket/prefix or memory:// [default "
+                          "./carbonsink-demo]; S3 keys come from AWS_* environment variables"),
+        click.option("--workers", "n_workers", type=int, default=None,
+                     help="worker processes of the local cluster [default 2]"),
+        click.option("--scheduler", default=None,
+                     help="address of a running dask scheduler (tcp://host:port) instead of a "
+                          "local cluster"),
+        click.option("--rh-model", type=click.Choice(RH_MODELS), default=None,
+                     help=f"Rh model of the `nep` product [default soil_tps]; {what_rh}"),
+        click.option("--chunk-mb", type=float, default=None,
+                     help="target chunk size in MB [default 32]"),
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                     default=None, help="YAML run configuration (overridden by the options)"),
+        click.option("--progress/--no-progress", default=True,
+                     help="progress bar while computing"),
+    ]
 
-    try:
-        cfg = load_config(config_path, store=store, grid=grid, years=years, rh_model=rh_model,
-                          seed=seed, chunk_mb=chunk_mb, **{"cluster.scheduler": scheduler,
-                                                           "cluster.n_workers": n_workers})
-    except ConfigError as e:
-        _fail(e)
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def _settings(store, n_workers, scheduler, rh_model, chunk_mb) -> dict:
+    return dict(store=store, rh_model=rh_model, chunk_mb=chunk_mb,
+                **{"cluster.scheduler": scheduler, "cluster.n_workers": n_workers})
+
+
+def _on_cluster(cfg, title: str, run):
+    """Print what runs where, run ``run()`` on the configured cluster, report the result."""
+    from .cluster import connect
+
     g = cfg.grid_obj()
-    click.echo(f"carbonsink demo: grid {g.name} ({g.nlat}×{g.nlon}), years "
+    click.echo(f"{title}, grid {g.name} ({g.nlat}×{g.nlon}), years "
                f"{cfg.years[0]}–{cfg.years[1]}, store {cfg.store}")
     t0 = time.perf_counter()
     try:
         with connect(cfg.cluster) as client:
             click.echo(f"dask cluster: {client.scheduler.address}  dashboard: "
                        f"{client.dashboard_link}")
-            result = run_demo(cfg, progress=progress)
+            result = run()
     except _USER_ERRORS as e:
         _fail(e)
     _report(result, cfg, t0)
+
+
+@main.command()
+@click.option("--resolution", "grid", default=None,
+              help="grid preset: 1km (0.01), 0.05, 0.1 [default], 0.25, 0.5, 1")
+@click.option("--years", default=None, help="year range, e.g. 2000-2020 [default]")
+@click.option("--seed", type=int, default=None, help="synthetic China seed [default 0]")
+@_run_options("the demo also publishes nep_pei (or nep_soil_tps) so both published models are "
+              "compared")
+def demo(grid, years, seed, store, n_workers, scheduler, rh_model, chunk_mb, config_path,
+         progress):
+    """Synthetic China → validated inputs → NEP (two Rh models) → totals → published Zarr + catalog."""
+    from .pipeline import run_demo
+
+    try:
+        cfg = load_config(config_path, grid=grid, years=years, seed=seed,
+                          **_settings(store, n_workers, scheduler, rh_model, chunk_mb))
+    except ConfigError as e:
+        _fail(e)
+    _on_cluster(cfg, "carbonsink demo", lambda: run_demo(cfg, progress=progress))
 
 
 @main.command("run")
@@ -78,36 +105,21 @@ def demo(grid, years, store, n_workers, scheduler, rh_model, seed, chunk_mb, con
               help="name of the published inputs to compute from (inputs/<NAME>, e.g. the "
                    "`name` of an ingest manifest; `synthetic` for the demo's)")
 @click.option("--inputs-version", default="latest", help="their version [default latest]")
-@click.option("--store", default=None,
-              help="the store holding the inputs, where products are published [default "
-                   "./carbonsink-demo]; S3 keys come from AWS_* environment variables")
 @click.option("--prefix", default=None,
               help="products are published as PREFIX + product [default '<NAME>_'; none for "
                    "synthetic]")
-@click.option("--workers", "n_workers", type=int, default=None,
-              help="worker processes of the local cluster [default 2]")
-@click.option("--scheduler", default=None,
-              help="address of a running dask scheduler (tcp://host:port) instead of a local cluster")
-@click.option("--rh-model", type=click.Choice(RH_MODELS), default=None,
-              help="Rh model of the `nep` product [default soil_tps]; the other one is published "
-                   "too, as nep_<model>")
-@click.option("--chunk-mb", type=float, default=None, help="target chunk size in MB [default 32]")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="YAML run configuration (overridden by the options above); its "
-                                 "grid and years, if set, must match the inputs'")
-@click.option("--progress/--no-progress", default=True, help="progress bar while computing")
-def run_cmd(inputs, inputs_version, store, prefix, n_workers, scheduler, rh_model, chunk_mb,
+@_run_options("the other one is published too, as nep_<model>")
+def run_cmd(inputs, inputs_version, prefix, store, n_workers, scheduler, rh_model, chunk_mb,
             config_path, progress):
     """Every product from published inputs (e.g. ingested with `carbonsink ingest`): NEP (both Rh
     models), karst (random-forest ionic strength when the inputs carry a basin layer and river
-    chemistry), the sink, trends and attribution → published Zarr, tables and the catalog.
-    Products already complete for the same inputs, configuration and code are reused."""
-    from .cluster import connect
+    chemistry), the sink, trends and attribution → published Zarr, tables and the catalog, on the
+    inputs' grid and years (a --config asking for others is an error). Products already complete
+    for the same inputs, configuration and code are reused."""
     from .io.store import Store
     from .pipeline import run_products
 
-    settings = dict(store=store, rh_model=rh_model, chunk_mb=chunk_mb,
-                    **{"cluster.scheduler": scheduler, "cluster.n_workers": n_workers})
+    settings = _settings(store, n_workers, scheduler, rh_model, chunk_mb)
     try:
         first = load_config(config_path, **settings)
         st = Store(first.store, first.resolved_storage_options())
@@ -117,18 +129,9 @@ def run_cmd(inputs, inputs_version, store, prefix, n_workers, scheduler, rh_mode
                                                  "years": f"{years[0]}-{years[1]}"}, **settings)
     except (ConfigError, StoreError) as e:
         _fail(e)
-    g = cfg.grid_obj()
-    click.echo(f"carbonsink run: inputs/{inputs}@{inputs_version}, grid {g.name} "
-               f"({g.nlat}×{g.nlon}), years {cfg.years[0]}–{cfg.years[1]}, store {cfg.store}")
-    t0 = time.perf_counter()
-    try:
-        with connect(cfg.cluster) as client:
-            click.echo(f"dask cluster: {client.scheduler.address}  dashboard: "
-                       f"{client.dashboard_link}")
-            result = run_products(cfg, inputs, inputs_version, prefix=prefix, progress=progress)
-    except _USER_ERRORS as e:
-        _fail(e)
-    _report(result, cfg, t0)
+    _on_cluster(cfg, f"carbonsink run: inputs/{inputs}@{inputs_version}",
+                lambda: run_products(cfg, inputs, inputs_version, prefix=prefix,
+                                     progress=progress))
 
 
 def _report(result, cfg, t0: float):

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 import yaml
+from _checks import assert_identical_values
 
 pytestmark = pytest.mark.system
 
@@ -84,13 +84,6 @@ def s3_env(moto_s3, monkeypatch):
     return moto_s3
 
 
-def assert_identical_values(a: xr.Dataset, b: xr.Dataset):
-    assert set(a.data_vars) == set(b.data_vars)
-    assert dict(a.sizes) == dict(b.sizes)
-    for name in list(a.coords) + list(a.data_vars):
-        x, y = a[name].values, b[name].values
-        assert x.dtype == y.dtype, name
-        np.testing.assert_array_equal(x, y, err_msg=name)  # NaNs in the same places count equal
 
 
 # --- 2. the demo publishes the right thing ------------------------------------------------------

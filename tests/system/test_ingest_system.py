@@ -34,6 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import _ingest_files as F  # noqa: E402
+from _checks import assert_identical_values  # noqa: E402
 
 pytestmark = pytest.mark.system
 
@@ -179,13 +180,6 @@ def assert_no_worker_died(dask_cluster):
         assert sign not in logs, f"a dask worker died ({sign!r}):\n{logs[-4000:]}"
 
 
-def assert_identical_values(a, b):
-    assert set(a.data_vars) == set(b.data_vars)
-    assert dict(a.sizes) == dict(b.sizes)
-    for name in list(a.coords) + list(a.data_vars):
-        x, y = a[name].values, b[name].values
-        assert x.dtype == y.dtype, name
-        np.testing.assert_array_equal(x, y, err_msg=name)  # NaNs in the same places count equal
 
 
 class _ServerWrites:
