@@ -92,9 +92,15 @@ def sources(tmp_path_factory):
 @pytest.fixture(scope="module")
 def aws_env(moto_s3):
     """This process as an S3 client: keys and endpoint from AWS_* variables only."""
+    import s3fs
+
     mp = pytest.MonkeyPatch()
     for k, v in moto_s3.env.items():
         mp.setenv(k, v)
+    # fsspec caches filesystems by their arguments: an S3FileSystem() made by an earlier test
+    # module under another AWS_ENDPOINT_URL would be handed back with that (stopped) server's
+    # endpoint; a consumer process with these variables starts without one
+    s3fs.S3FileSystem.clear_instance_cache()
     try:
         yield moto_s3
     finally:
