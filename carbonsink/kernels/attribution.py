@@ -1,10 +1,13 @@
-"""Attribution of a trend to climate drivers and human activity — SCIENCE.md §6. Pure NumPy, no I/O.
+"""Attribution of a trend to climate drivers and human activity — SCIENCE.md §6. NumPy, no I/O (the
+t-test p-values come from the trend kernel's numba Student t).
 
 Array layout: time is the **leading** axis. ``y`` is (n_time, ...pixels) and the drivers ``X`` are
 stacked on a further leading axis, (k, n_time, ...pixels), in the caller's order (SCIENCE.md uses
-P, T, SR). Outputs carry the trailing pixel shape, with a leading axis of k (per driver) or k + 1
-(per driver, then human activity) where there is one. Internally everything is (n, P) with all pixels
-solved at once in closed form; there is no loop over pixels.
+P, T, SR) — or given as a sequence of k arrays shaped like ``y``, which is not copied. Outputs
+carry the trailing pixel shape, with a leading axis of k (per driver) or k + 1 (per driver, then
+human activity) where there is one. Internally everything is (n, P); the pixels with enough valid
+steps are gathered and solved in closed form, a few thousand at a time (bounded memory whatever
+the block size); there is no loop over pixels.
 
 Missing data: per pixel only the time steps where ``y`` **and every driver** are finite are used, for
 the trends as well as the regression, so that C_HA = dY/dt − Σ βᵢ·dXᵢ/dt compares slopes over the same
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import stdtr
+
+from .trend import t_test_pvalue
 
 METHODS = ("detrended", "raw")
 DEFAULT_METHOD = "detrended"
@@ -50,18 +55,31 @@ def _check_method(method):
 
 
 def _stack(y, X):
-    """y (n, ...), X (k, n, ...) → y2 (n, P), X2 (k, n, P), pixel shape."""
-    y = np.asarray(y, dtype="f8")
-    X = np.asarray(X, dtype="f8")
+    """y (n, ...) and X (k, n, ...) — or a sequence of k arrays shaped like y — → y2 (n, P), a list
+    of k (n, P) driver arrays, the pixel shape. Views in the input's float dtype, never copies of
+    the whole block (ints become float64)."""
+    y = _float(y)
     if y.ndim < 1:
         raise ValueError("y needs a leading time axis")
-    if X.ndim != y.ndim + 1 or X.shape[1:] != y.shape:
-        raise ValueError(f"drivers X {X.shape} must be (k,) + y.shape = (k,) + {y.shape}")
-    k, n = X.shape[0], y.shape[0]
-    if k < 1:
+    if isinstance(X, (list, tuple)):
+        Xs = [_float(a) for a in X]
+        if any(a.shape != y.shape for a in Xs):
+            raise ValueError(f"drivers X {[a.shape for a in Xs]} must each have y's shape "
+                             f"{y.shape}")
+    else:
+        X = _float(X)
+        if X.ndim != y.ndim + 1 or X.shape[1:] != y.shape:
+            raise ValueError(f"drivers X {X.shape} must be (k,) + y.shape = (k,) + {y.shape}")
+        Xs = list(X)
+    if not Xs:
         raise ValueError("at least one driver is needed")
-    pix = y.shape[1:]
-    return y.reshape(n, -1), X.reshape(k, n, -1), pix
+    n = y.shape[0]
+    return y.reshape(n, -1), [a.reshape(n, -1) for a in Xs], y.shape[1:]
+
+
+def _float(a):
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype("f8")
 
 
 def _min_valid(min_valid, k):
@@ -164,8 +182,12 @@ def _t_and_p(r, df):
     good = np.isfinite(r) & (df > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(good, r * np.sqrt(df / (1.0 - r * r)), np.nan)   # |r| = 1 → ±inf, p = 0
-        p = np.where(good, 2.0 * stdtr(np.where(good, df, 1.0), -np.abs(np.where(good, t, 0.0))),
-                     np.nan)
+    p = np.full(r.shape, np.nan)
+    dfg = df[good]
+    if np.all(np.mod(dfg, 1) == 0) and np.all(dfg >= 1):
+        p[good] = t_test_pvalue(t[good], dfg)                # the integer df of §6.5, in numba
+    else:
+        p[good] = 2.0 * stdtr(dfg, -np.abs(t[good]))
     return t, p
 
 
@@ -184,26 +206,59 @@ def partial_corr_from_corr(R, df):
 
 
 # --- the regression shared by §6.1 and §6.5 -------------------------------------------------------
+# Pixels solved together in one closed-form pass. The pass holds ~12 (k+1, n, batch) float64
+# temporaries, so batching bounds the kernel's memory whatever the block size (≈ 16 MiB at n = 21,
+# k = 3), and per-batch numpy overhead stays small against the work (< 1 %).
+_BATCH = 4096
+
+
 def _regress(y, X, x, method, min_valid):
-    """Everything per pixel that §6 needs, computed once; arrays are (P,) or (k, P)."""
+    """Everything per pixel that §6 needs, computed once; arrays are (P,) or (k, P).
+
+    Only the pixels with at least ``min_valid`` joint valid steps are solved — the others (ocean,
+    outside China: about half of a bounding box) get NaN without costing anything — in batches of
+    ``_BATCH`` gathered columns converted to float64 one batch at a time."""
     _check_method(method)
-    y2, X2, pix = _stack(y, X)
-    k, n, npix = X2.shape
+    y2, Xs, pix = _stack(y, X)
+    k = len(Xs)
+    n, npix = y2.shape
     t = _time_axis(x, n)
     min_valid = _min_valid(min_valid, k)
 
-    w = np.isfinite(y2) & np.isfinite(X2).all(axis=0)
+    w = np.isfinite(y2)
+    for a in Xs:
+        w &= np.isfinite(a)
     n_valid = w.sum(axis=0)
-    w &= n_valid >= min_valid
+    out = {"beta": np.full((k, npix), np.nan), "r": np.full((k, npix), np.nan),
+           "t": np.full((k, npix), np.nan), "p": np.full((k, npix), np.nan),
+           "y_slope": np.full(npix, np.nan), "driver_slope": np.full((k, npix), np.nan)}
+    todo = np.flatnonzero(n_valid >= min_valid)
+    for start in range(0, todo.size, _BATCH):
+        sel = todo[start:start + _BATCH]
+        res = _regress_batch(y2[:, sel], [a[:, sel] for a in Xs], t, w[:, sel], n_valid[sel],
+                             method)
+        for key, v in res.items():
+            out[key][..., sel] = v
+    out.update(n_valid=n_valid, pix=pix)
+    return out
 
-    vz = np.where(w, np.concatenate([y2[None], X2]), 0.0)  # (k+1, n, P): Y then the drivers
-    size = np.sqrt(np.einsum("itp,itp->pi", vz, vz))        # (P, k+1) root-sum-square as given
+
+def _regress_batch(y2, Xs, t, w, n_valid, method):
+    """The closed-form §6 regression of pixels that all have enough valid steps (w: (n, B))."""
+    k = len(Xs)
+    vz = np.empty((k + 1,) + y2.shape)                      # (k+1, n, B): Y then the drivers
+    vz[0] = y2
+    for i, a in enumerate(Xs):
+        vz[i + 1] = a
+    vz[:, ~w] = 0.0
+    size = np.sqrt(np.einsum("itp,itp->pi", vz, vz))        # (B, k+1) root-sum-square as given
     # the series the regression is run on: detrended, or only centred (raw)
     e, slope = _fit_line(vz, t, w, residuals=method == "detrended")
-    S = np.einsum("itp,jtp->pij", e, e)                     # (P, k+1, k+1) sums of cross-products
-    sd = np.sqrt(np.diagonal(S, axis1=1, axis2=2))          # (P, k+1)
+    S = np.einsum("itp,jtp->pij", e, e)                     # (B, k+1, k+1) sums of cross-products
+    del vz, e
+    sd = np.sqrt(np.diagonal(S, axis1=1, axis2=2))          # (B, k+1)
     varies = sd > _CONSTANT_RTOL * size                     # constant (or pure-trend) series
-    ok = (n_valid >= min_valid) & varies[:, 1:].all(axis=1)
+    ok = varies[:, 1:].all(axis=1)
     y_varies = varies[:, 0]
 
     # correlation matrix; a constant Y gets r_Xy = 0 so that β = 0 (what OLS gives) while its partial
@@ -217,7 +272,7 @@ def _regress(y, X, x, method, min_valid):
     R[:, diag, diag] = 1.0
     R = np.where(ok[:, None, None], R, np.nan)
 
-    b, r, fit_ok = _fit_corr(R)                              # (P, k)
+    b, r, fit_ok = _fit_corr(R)                              # (B, k)
     ok &= fit_ok
     with np.errstate(invalid="ignore", divide="ignore"):
         beta = b * sd[:, :1] / scale[:, 1:]                  # back from standardised units
@@ -226,7 +281,7 @@ def _regress(y, X, x, method, min_valid):
     tstat, p = _t_and_p(r, df)
 
     nan = ~ok
-    slope = np.where(nan, np.nan, slope)                    # (k+1, P)
+    slope = np.where(nan, np.nan, slope)                    # (k+1, B)
     return {
         "beta": np.where(nan[:, None], np.nan, beta).T,
         "r": np.where(nan[:, None], np.nan, r).T,
@@ -234,8 +289,6 @@ def _regress(y, X, x, method, min_valid):
         "p": np.where(nan[:, None], np.nan, p).T,
         "y_slope": slope[0],
         "driver_slope": slope[1:],
-        "n_valid": n_valid,
-        "pix": pix,
     }
 
 
@@ -302,7 +355,8 @@ def partial_correlations(y, X, x=None, method: str = DEFAULT_METHOD, *,
 
 
 def attribute(y, X, x=None, method: str = DEFAULT_METHOD, *, min_valid: int | None = None) -> dict:
-    """The whole of SCIENCE.md §6 for y (n, ...) and drivers X (k, n, ...), shared pieces once.
+    """The whole of SCIENCE.md §6 for y (n, ...) and drivers X (k, n, ...) — or a sequence of k
+    arrays shaped like y — shared pieces once.
 
     Keys (k-leading where per driver, k + 1 with human activity last for ``share``):
     ``beta`` (k, ...), ``C`` (k, ...), ``C_climate``, ``C_HA``, ``y_slope``,

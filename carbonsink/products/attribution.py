@@ -5,7 +5,7 @@ import numpy as np
 import xarray as xr
 
 from ..kernels import attribution as k
-from .trends import per_year_units
+from .trends import per_pixel, per_year_units
 
 HUMAN = "ha"
 DRIVER_NAMES = {"pr": "precipitation", "tas": "temperature", "rsds": "solar radiation",
@@ -21,18 +21,34 @@ def _fields(names):
                   "dominant_factor", "n_valid"]
 
 
-def _kernel(y, *xs, x, method, min_valid):
-    # apply_ufunc puts the core (time) dim last; kernels want time first
-    Y = np.moveaxis(y, -1, 0)
-    X = np.stack([np.moveaxis(a, -1, 0) for a in xs])
-    r = k.attribute(Y, X, x=x, method=method, min_valid=min_valid)
-    out = []
-    for i in range(len(xs)):
-        out += [r["beta"][i], r["driver_slope"][i], r["C"][i], r["share"][i], r["pcorr_r"][i],
-                r["pcorr_p"][i]]
-    out += [r["y_slope"], r["C_climate"], r["C_HA"], r["share"][len(xs)], r["dominant"],
-            r["n_valid"]]
-    return tuple(np.asarray(a, dtype="i1" if a is r["dominant"] else "f4") for a in out)
+# pixels handed to the kernel at a time: its float64 outputs (6k + 6 per pixel) stay ~5 MiB
+_SLICE = 1 << 15
+
+
+def _kernel(y, *xs, x, method, min_valid, threads=None):
+    """All fields of one block (time first, as :func:`~carbonsink.products.trends.per_pixel`
+    hands them), float32 (dominant factor int8), filled slice by slice of pixels; the kernel
+    solves only the pixels with enough valid years. The drivers are passed as they are, not
+    stacked into a copy. (``threads`` is unused: nothing here runs parallel numba.)"""
+    n, pix = y.shape[0], y.shape[1:]
+    y2 = y.reshape(n, -1)
+    x2 = [a.reshape(n, -1) for a in xs]
+    npix, k_drv = y2.shape[1], len(xs)
+    out = [np.empty(npix, "f4") for _ in range(6 * k_drv + 6)]
+    out[-2] = np.empty(npix, "i1")
+    for a in range(0, npix, _SLICE):
+        sl = slice(a, a + _SLICE)
+        r = k.attribute(y2[:, sl], [d[:, sl] for d in x2], x=x, method=method,
+                        min_valid=min_valid)
+        fields = []
+        for i in range(k_drv):
+            fields += [r["beta"][i], r["driver_slope"][i], r["C"][i], r["share"][i],
+                       r["pcorr_r"][i], r["pcorr_p"][i]]
+        fields += [r["y_slope"], r["C_climate"], r["C_HA"], r["share"][k_drv], r["dominant"],
+                   r["n_valid"]]
+        for o, f in zip(out, fields):
+            o[sl] = f
+    return tuple(o.reshape(pix) for o in out)
 
 
 def compute_attribution(y: xr.DataArray, drivers: dict[str, xr.DataArray], dim: str = "year",
@@ -54,15 +70,11 @@ def compute_attribution(y: xr.DataArray, drivers: dict[str, xr.DataArray], dim: 
     for n, da in [("y", y), *drivers.items()]:
         if dim not in da.dims:
             raise ValueError(f"{n} has no dimension {dim!r} (dims {da.dims})")
-    arrays = [y, *drivers.values()]
-    arrays = [a.chunk({dim: -1}) if a.chunks is not None else a for a in arrays]
     x = np.asarray(y[dim].values, dtype="f8")
     fields = _fields(names)
-    outs = xr.apply_ufunc(
-        _kernel, *arrays, kwargs={"x": x, "method": method, "min_valid": min_valid},
-        input_core_dims=[[dim]] * len(arrays), output_core_dims=[[]] * len(fields),
-        dask="parallelized",
-        output_dtypes=["i1" if f == "dominant_factor" else "f4" for f in fields])
+    outs = per_pixel(_kernel, [y, *drivers.values()], dim,
+                     ["i1" if f == "dominant_factor" else "f4" for f in fields],
+                     x=x, method=method, min_valid=min_valid)
     ds = xr.Dataset(dict(zip(fields, outs)))
 
     yname, yu = y.name or "y", y.attrs.get("units", "1")

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.integration
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_trends.py"
 
 TREND_ROWS = ("carbonsink compute_trends", "carbonsink ols_trend kernel",
-              "compute_trends, numba 1 thread", "ols_trend kernel, numba 1 thread",
               "xarray polyfit", "xarray polyfit skipna=False",
               "scipy linregress (vectorize) *")
 ATTR_ROWS = ("carbonsink compute_attribution", "per-pixel lstsq loop (vectorize) *")
@@ -86,9 +85,13 @@ def _check_report(out: str, *, grid: str, nyears: int) -> dict[str, dict]:
     for status, name, _, rel, n in checks:
         assert status == "ok  ", (name, out)
         assert float(rel) <= 1e-4 and int(n.replace(",", "")) > 0, (name, rel, n)
-    assert re.search(r"^(PASS|FAIL|skip): carbonsink ols_trend kernel vs scipy linregress", out,
-                     re.M)
-    assert re.search(r"^(PASS|FAIL|skip): carbonsink ols_trend kernel vs xarray polyfit", out, re.M)
+    for label in ("carbonsink compute_trends", "carbonsink ols_trend kernel"):
+        for ref in ("scipy linregress", "xarray polyfit"):
+            assert re.search(rf"^(PASS|FAIL|skip): {label} vs {ref}", out, re.M), (label, ref)
+    # the side-by-side table: full product and kernel only, against both references
+    assert "speed vs the references (targets ≥ 100× linregress and ≥ 3× polyfit" in out
+    for what in ("full product: compute_trends, 9 outputs", "kernel only: ols_trend"):
+        assert re.search(rf"^  {what}.*?\s[\d,.]+×\s+[\d,.]+×\s+(met|NOT met)", out, re.M), what
     assert "info: carbonsink compute_attribution vs per-pixel lstsq loop:" in out
     assert re.search(r"^memory: largest working set \d+ MiB \(.+: Δpeak -?\d+ MiB − outputs \d+ "
                      r"MiB per worker\) = [\d.]+× one [\d.]+ MiB chunk", out, re.M)
@@ -105,7 +108,7 @@ def test_bench_trends_1deg_six_years(bench, capsys):
     assert code == 0, out
     _check_report(out, grid="1deg", nyears=6)
     assert "RESULT: PASS (speed thresholds not applied" in out
-    assert out.count("skip: ") == 2            # the gated targets are reported, not applied
+    assert out.count("skip: ") == 4            # both rows are gated (default), not applied
     print(f"trend benchmark at 1° for 6 years: {elapsed:.1f} s")  # ~12 s on 2 idle cores
 
 
@@ -144,6 +147,16 @@ def test_exit_code_and_ratios(bench):
     assert _result(bench).ratio("cs_trends", "polyfit") == pytest.approx(2.0)
     assert _result(bench, gate="product").exit_code == 1
     assert _result(bench, gate="both").exit_code == 1
+    # the table puts both carbonsink rows against both references; gated rows say met / NOT met
+    table = "\n".join(bench.ratio_table(_result(bench)))
+    assert re.search(r"full product: compute_trends, 9 outputs\s+50\.0×\s+2\.0×\s+NOT met \(info\)",
+                     table), table
+    assert re.search(r"kernel only: ols_trend, slope/intercept/p\s+500\.0×\s+20\.0×\s+met$",
+                     table, re.M), table
+    # the full product is gated too unless asked otherwise
+    assert bench.parse_args([]).gate == "both"
+    assert bench.BenchResult("1deg", (37, 63), (2000, 2009), 2, "2GB", 1000, {}, 1, 1, 1).gate == \
+        "both"
     report = bench.format_report(_result(bench))
     assert "PASS: carbonsink ols_trend kernel vs scipy linregress (vectorize): 500.0×" in report
     assert "info: carbonsink compute_trends vs xarray polyfit: 2.0×" in report

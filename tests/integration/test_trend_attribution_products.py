@@ -122,3 +122,92 @@ def test_per_year_units():
     assert per_year_units("g m-2 yr-1") == "g m-2 yr-2"
     assert per_year_units("degC") == "degC yr-1"
     assert per_year_units("1") == "yr-1"
+
+
+# --- blocks, compaction, graph size ---------------------------------------------------------------
+def _with_ocean_chunk(world):
+    """NPP at 1° in 8 × 8 chunks, one chunk all NaN (ocean), a few short pixels, a tie."""
+    ds, d = world
+    y = ds.npp.load().copy()
+    y[:, :8, :8] = np.nan                          # a whole chunk of ocean
+    y[3:, 20, 30] = np.nan                         # 3 valid years: the minimum
+    y[2:, 21, 30] = np.nan                         # 2 valid years: NaN
+    y[5, 22, 31] = y[9, 22, 31]                    # a tie
+    return y, {n: d[n].load() for n in ("pr", "tas", "rsds")}
+
+
+def test_trends_blocks_equal_the_unchunked_product(world, monkeypatch):
+    import carbonsink.products.trends as pt
+
+    y, _ = _with_ocean_chunk(world)
+    plain = compute_trends(y)                                   # numpy: one call, no dask
+    assert plain.slope.chunks is None
+    for block_pixels, merged in ((1, 8), (256, 16), (None, 64)):
+        if block_pixels is not None:
+            monkeypatch.setattr(pt, "BLOCK_PIXELS", block_pixels)
+        tr = compute_trends(y.chunk({"lat": 8, "lon": 8}))
+        assert max(tr.slope.chunks[0]) == min(merged, y.sizes["lat"])
+        assert sum(tr.slope.chunks[1]) == y.sizes["lon"]
+        # one kernel task and one getitem per output and block; inputs are merged once
+        nblocks = len(tr.slope.chunks[0]) * len(tr.slope.chunks[1])
+        graph = dict(tr.__dask_graph__())
+        assert len(graph) <= 64 + nblocks * (len(tr.data_vars) + 2), len(graph)
+        tr = tr.load()
+        for name in plain.data_vars:
+            np.testing.assert_array_equal(tr[name].values, plain[name].values, err_msg=name)
+            assert tr[name].dtype == plain[name].dtype and tr[name].encoding == {}
+        assert np.isnan(tr.slope.values[:8, :8]).all()
+        assert (tr.change_class.values[:8, :8] == 0).all()
+        assert (tr.n_valid.values[:8, :8] == 0).all()
+        assert np.isfinite(tr.sen_slope.values[20, 30]) and np.isnan(tr.sen_slope.values[21, 30])
+        monkeypatch.undo()
+
+
+def test_trends_any_dim_order_and_time_chunks(world):
+    y, _ = _with_ocean_chunk(world)
+    want = compute_trends(y).load()
+    got = compute_trends(y.transpose("lat", "year", "lon").chunk({"year": 5, "lat": 10})).load()
+    assert got.slope.dims == ("lat", "lon")
+    for name in want.data_vars:
+        np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
+    nat = compute_trends(y.chunk({"lat": 8}), classes="natural").load()
+    np.testing.assert_array_equal(nat.change_class.values,
+                                  compute_trends(y, classes="natural").change_class.values)
+
+
+def test_numba_threads_restored_after_dask_tasks(world):
+    """Under dask the kernels run on one numba thread per task, and the task thread gets its own
+    setting back afterwards (the threaded scheduler reuses its threads)."""
+    import dask
+    import numba
+    from concurrent.futures import ThreadPoolExecutor
+
+    y, _ = _with_ocean_chunk(world)
+    pool = ThreadPoolExecutor(1)
+    before = pool.submit(numba.get_num_threads).result()
+    with dask.config.set(pool=pool, scheduler="threads"):
+        compute_trends(y.chunk({"lat": 8, "lon": 8})).load()
+    assert pool.submit(numba.get_num_threads).result() == before
+    pool.shutdown()
+
+
+def test_attribution_blocks_equal_the_unchunked_product(world):
+    y, drivers = _with_ocean_chunk(world)
+    plain = compute_attribution(y, drivers)
+    assert plain.dominant_factor.chunks is None
+    # y chunked, one driver chunked differently, one left in memory
+    mixed = {"pr": drivers["pr"].chunk({"lat": 8, "lon": 16}),
+             "tas": drivers["tas"].transpose("lon", "lat", "year").chunk({"lon": 8}),
+             "rsds": drivers["rsds"]}
+    att = compute_attribution(y.chunk({"lat": 8, "lon": 8}), mixed)
+    assert att.dominant_factor.chunks is not None
+    att = att.load()
+    for name in plain.data_vars:
+        np.testing.assert_allclose(att[name].values, plain[name].values, rtol=1e-6, atol=0,
+                                   equal_nan=True, err_msg=name)
+        assert att[name].dtype == plain[name].dtype
+    assert (att.dominant_factor.values[:8, :8] == 0).all()
+    assert np.isnan(att.sensitivity_pr.values[:8, :8]).all()
+    assert (att.n_valid.values[:8, :8] == 0).all() and att.n_valid.values[20, 30] == 3
+    with pytest.raises(ValueError):
+        compute_attribution(y, {"pr": drivers["pr"].assign_coords(lat=drivers["pr"].lat + 0.5)})

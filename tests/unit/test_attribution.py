@@ -297,3 +297,58 @@ def test_validation():
     with pytest.raises(ValueError, match="min_valid"):
         k.attribute(y, X, min_valid=4)
     assert np.isnan(k.attribute(y[:5], X[:, :5], min_valid=5)["beta"]).sum() == 0
+
+
+# --- compaction and batching ----------------------------------------------------------------------
+def test_batches_and_compaction_do_not_change_results(monkeypatch):
+    """Pixels are solved in batches of valid columns only: tiny batches, ocean and too-short
+    pixels around them give the same numbers as one pass, and NaN (n_valid still counted)."""
+    y, X = _random_pixels(npix=40, seed=3)
+    y[:, :8] = np.nan                          # ocean
+    y[4:, 8:12] = np.nan                       # 4 valid steps < k + 3
+    X[1, ::3, 12:16] = np.nan                  # 14 joint valid steps: solved
+    whole = k.attribute(y, X, x=YEARS)
+    monkeypatch.setattr(k, "_BATCH", 5)
+    batched = k.attribute(y, X, x=YEARS)
+    for key, v in whole.items():
+        np.testing.assert_allclose(batched[key], v, rtol=1e-12, atol=0, err_msg=key)
+    assert np.isnan(whole["beta"][:, :12]).all() and (whole["dominant"][:12] == 0).all()
+    assert np.isfinite(whole["beta"][:, 12:]).all()
+    assert whole["n_valid"][:12].tolist() == [0] * 8 + [4] * 4
+    assert (whole["n_valid"][12:16] == 14).all()
+    # a block with no valid pixel at all
+    none = k.attribute(np.full((21, 3), np.nan, "f4"), np.ones((3, 21, 3), "f4"))
+    assert np.isnan(none["beta"]).all() and (none["n_valid"] == 0).all()
+
+
+def test_drivers_as_a_sequence_are_not_copied():
+    """X may be k arrays shaped like y (what the product passes): same results as the stacked
+    array, and float32 inputs are converted to float64 one batch at a time, not as a whole."""
+    import tracemalloc
+
+    y, X = _random_pixels(npix=20_000, seed=6)
+    y, X = y.astype("f4"), X.astype("f4")
+    stacked = k.attribute(y, X)
+    listed = k.attribute(y, list(X))
+    for key, v in stacked.items():
+        np.testing.assert_array_equal(listed[key], v, err_msg=key)
+    tracemalloc.start()
+    k.attribute(y, list(X))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    inputs_f8 = 4 * y.size * 8                 # y and 3 drivers as float64: 13 MB
+    outputs = sum(v.nbytes for v in stacked.values())
+    assert peak < outputs + 0.8 * inputs_f8, (peak, outputs, inputs_f8)
+    with pytest.raises(ValueError, match="drivers"):
+        k.attribute(y, [X[0], X[1][:-1]])
+
+
+def test_t_and_p_integer_and_fractional_df():
+    from scipy.special import stdtr
+    r = np.array([-0.9, -0.2, 0.0, 0.5, 1.0, np.nan])
+    for df in (17.0, 16.5):
+        t, p = k._t_and_p(r, df)
+        with np.errstate(divide="ignore"):
+            want_t = r * np.sqrt(df / (1 - r * r))
+        np.testing.assert_allclose(t, want_t, rtol=1e-14)
+        np.testing.assert_allclose(p, 2 * stdtr(df, -np.abs(want_t)), rtol=1e-9)

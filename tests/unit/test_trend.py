@@ -314,3 +314,119 @@ def test_big_block_memory_and_speed():
     t0 = time.perf_counter()
     k.ols_trend(y)
     assert time.perf_counter() - t0 < 5.0
+
+
+# ---------------------------------------------------------------- one-pass core: fast paths
+
+
+def _pair_median(v, x):
+    i, j = np.triu_indices(len(v), 1)
+    return np.median((v[j] - v[i]) / (x[j] - x[i]))
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 8, 20, 21, 22, 40])
+def test_sen_counting_median_is_exact(n, no_warnings):
+    """The counting selection around the OLS slope returns exactly np.median of the pair slopes —
+    odd and even pair counts, gaps, uneven x, heavy tails, outliers, huge and tiny magnitudes."""
+    rng = np.random.default_rng(n)
+    npix = 400
+    y = rng.normal(size=(n, npix)) + rng.normal(0, 1, npix) * np.arange(n)[:, None]
+    y[:, 50:100] = rng.standard_cauchy((n, 50))                   # heavy tails: far from OLS
+    y[rng.integers(0, n, 50), np.arange(100, 150)] += 1e6         # one outlier per pixel
+    y[:, 150:200] *= 1e-300
+    y[:, 200:250] *= 1e300
+    y[:, 250:300] = np.where(rng.random((n, 50)) < 0.3, np.nan, y[:, 250:300])
+    for x in (np.arange(n, dtype="f8"), np.cumsum(rng.uniform(0.1, 3.0, n))):
+        got = k.sen_slope(y, x=x)
+        for p in range(npix):
+            ok = ~np.isnan(y[:, p])
+            want = _pair_median(y[ok, p], x[ok]) if ok.sum() >= 3 else np.nan
+            assert got[p] == want or (np.isnan(got[p]) and np.isnan(want)), (p, got[p], want)
+
+
+def test_counting_median_all_branches():
+    """_median_near directly: a probe between the two middle values (even m), bounds found only
+    by stepping out, the fallback signal (NaN) for NaN values and unusable guesses."""
+    rng = np.random.default_rng(3)
+    buf = np.empty(300)
+    for m in (1, 2, 3, 10, 11, 210, 211):
+        a = rng.normal(size=m)
+        want = np.median(a)
+        for center, scale in ((0.0, 1e-3), (want, 1e-12), (50.0, 1e-6), (-50.0, 0.01),
+                              (want, 100.0)):
+            assert k._median_near(a, m, center, scale, buf) == want, (m, center, scale)
+        # even m, probe exactly between the middle values
+        if m % 2 == 0:
+            s = np.sort(a)
+            mid = 0.5 * (s[m // 2 - 1] + s[m // 2])
+            assert k._median_near(a, m, mid, 1e-300, buf) == want
+    a = rng.normal(size=50)
+    a[7] = np.nan
+    assert np.isnan(k._median_near(a, 50, 0.0, 0.1, buf))
+    for center, scale in ((np.nan, 1.0), (0.0, np.inf), (0.0, 0.0), (0.0, -1.0)):
+        assert np.isnan(k._median_near(a[8:], 42, center, scale, buf))
+    # many equal values: the bounds cannot separate them, the median is still exact
+    a = np.repeat([1.0, 2.0, 3.0], [40, 41, 40])
+    assert k._median_near(a, a.size, 2.0, 0.5, buf) == 2.0
+
+
+def test_ties_and_flat_pairs_take_the_exact_path(no_warnings):
+    """Continuous data skip the tie sort; one tied pair, ±inf and constant series do not."""
+    mk = pytest.importorskip("pymannkendall")
+    rng = np.random.default_rng(8)
+    y = rng.normal(size=(21, 6))
+    y[5, 1] = y[12, 1]                    # a single tie among continuous values
+    y[[3, 9], 2] = np.inf                 # ∞ − ∞ is a pair with no sign
+    y[:, 3] = 4.0                         # constant
+    y[:, 4] = np.round(y[:, 4])           # heavy ties
+    y[:, 5] = 2.0 + 0.5 * np.arange(21)   # perfect line
+    z, p, s, var_s = k.mann_kendall(y)
+    sen = k.sen_slope(y)
+    for i in (0, 1, 4, 5):
+        ref = mk.original_test(y[:, i])
+        assert s[i] == ref.s and var_s[i] == pytest.approx(ref.var_s, rel=1e-12)
+        assert z[i] == pytest.approx(ref.z, abs=1e-6) and p[i] == pytest.approx(ref.p, abs=1e-6)
+        assert sen[i] == pytest.approx(ref.slope, abs=1e-6)
+    assert var_s[1] == pytest.approx((21 * 20 * 47 - 2 * 1 * 9) / 18)
+    # two equal infinities form a tie group; the inf pair slopes are kept as they are
+    assert var_s[2] == pytest.approx((21 * 20 * 47 - 2 * 1 * 9) / 18)
+    assert s[3] == 0 and var_s[3] == 0 and z[3] == 0 and p[3] == 1 and sen[3] == 0
+    assert sen[5] == pytest.approx(0.5, abs=1e-12) and s[5] == 210
+
+
+def test_t_test_pvalue_matches_scipy(no_warnings):
+    from scipy import special
+    ts = np.concatenate([[0.0, 1e-12, np.inf, -np.inf], np.linspace(-4, 4, 161),
+                         np.logspace(-6, 3, 200)])
+    for df in [*range(1, 41), 57, 100, 252]:
+        want = 2.0 * special.stdtr(df, -np.abs(ts))
+        got = k.t_test_pvalue(ts, df)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+    assert np.isnan(k.t_test_pvalue(np.nan, 5))
+    np.testing.assert_array_equal(k.t_test_pvalue([[1.0], [2.0]], [3, 4]).shape, (2, 2))
+    for bad in (0, 2.5, -1):
+        with pytest.raises(ValueError, match="degrees of freedom"):
+            k.t_test_pvalue(1.0, bad)
+
+
+def test_block_mixing_ocean_short_and_land_pixels(no_warnings):
+    """All-NaN pixels, pixels below min_valid and full ones side by side, and a block that is
+    entirely NaN: the valid pixels' values do not depend on their neighbours."""
+    y = _random_block(npix=60, seed=4)
+    ref = k.trend_stats(y[:, 40:])
+    y[:, :20] = np.nan                    # ocean
+    y[2:, 20:30] = np.nan                 # 2 valid steps < min_valid
+    y[::2, 30:40] = np.nan                # 10 valid steps: kept
+    d = k.trend_stats(y)
+    for name, v in d.items():
+        if name == "change_class":
+            assert (v[:30] == 0).all()
+        elif name == "n_valid":
+            assert v[:20].tolist() == [0] * 20 and v[20:30].tolist() == [2] * 10
+        else:
+            assert np.isnan(v[:30]).all(), name
+            assert np.isfinite(v[30:]).all(), name
+        np.testing.assert_array_equal(v[40:], ref[name], err_msg=name)
+    empty = k.trend_stats(np.full((21, 5, 7), np.nan, dtype="f4"))
+    assert all(np.isnan(v).all() for n, v in empty.items() if n not in ("change_class", "n_valid"))
+    assert (empty["n_valid"] == 0).all() and (empty["change_class"] == 0).all()
