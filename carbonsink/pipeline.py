@@ -10,8 +10,8 @@ Content addressing, skip and resume: each dataset's version id is derived from w
 datasets it is computed from, the code fingerprint). Each ``*_step`` function first asks the store
 whether that version is already complete and, if so, reuses it (``Published.reused``) instead of
 recomputing; a rerun of an unchanged configuration therefore recomputes nothing, and a failed run
-resumes where it stopped. :func:`demo_products` is the product graph (which product is computed from
-which datasets) that both :func:`run_demo` and the Prefect flows walk.
+resumes where it stopped. :func:`product_steps` is the product graph (which product is computed from
+which datasets) that :func:`run_demo`, :func:`run_products` and the Prefect flows walk.
 """
 from __future__ import annotations
 
@@ -423,11 +423,7 @@ def karst_step(store: Store, cfg: RunConfig, inputs: Published, regions: Publish
                and "basin" in regions.record.get("variables", []))
 
     def build(version, extra):
-        if not with_rf:
-            return run_karst(store, cfg, open_published(store, inputs),
-                             open_published(store, regions), None, name=name, progress=progress,
-                             version=version, extra=extra)[0]
-        table = _read_csv(store, inputs, "river_chemistry.csv")
+        table = _read_csv(store, inputs, "river_chemistry.csv") if with_rf else None
         return run_karst(store, cfg, open_published(store, inputs),
                          open_published(store, regions), table, name=name, progress=progress,
                          version=version, extra=extra)[0]
