@@ -255,14 +255,9 @@ class Manifest(BaseModel):
     @field_validator("years", mode="before")
     @classmethod
     def _years(cls, v):
-        if isinstance(v, (int, np.integer)):
-            return (int(v), int(v))
-        if isinstance(v, str):
-            parts = v.replace("–", "-").split("-")
-            try:
-                return (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else v
-            except ValueError:
-                raise ValueError(f"years must look like 2001-2020, got {v!r}") from None
+        from ..config import parse_years
+        if isinstance(v, (int, np.integer, str)):
+            return parse_years(str(v))
         return v
 
     @field_validator("storage_options")

@@ -7,17 +7,14 @@ script itself.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from _bench import benchmark_module
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ionic_strength.py"
 STAGES = ("inputs", "predictors", "train", "predict")
 ROW = re.compile(r"^(inputs|predictors|train|predict)?\s+(?:([\d.]+)\s+([\d,]+|â€”)\s+)?"
                  r"(worker-\d|client)\s+\d+\s+(\d+)\s+(\d+)\s+(\d+)\s+([+-]\d+)\s+[\d.,]+\s+"
@@ -26,14 +23,8 @@ ROW = re.compile(r"^(inputs|predictors|train|predict)?\s+(?:([\d.]+)\s+([\d,]+|â
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_ionic_strength", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
-    try:
-        spec.loader.exec_module(mod)
+    with benchmark_module("bench_ionic_strength") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _figures(out: str) -> dict:

@@ -9,19 +9,16 @@ overheads. The slow one (``pytest -m slow``) runs 0.25° for 21 years. The full-
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import benchmark_module
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_trends.py"
 
 TREND_ROWS = ("carbonsink compute_trends", "carbonsink ols_trend kernel",
               "xarray polyfit", "xarray polyfit skipna=False",
@@ -34,14 +31,8 @@ ROW = re.compile(r"^(?P<label>.+?)\s{2,}(?P<outputs>\S.*?)\s+(?P<sec>[\d.]+)\s+(
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_trends", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
-    try:
-        spec.loader.exec_module(mod)
+    with benchmark_module("bench_trends") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _rows(out: str) -> dict[str, dict]:

@@ -6,29 +6,20 @@ from running the script itself.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from _bench import benchmark_module
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_nep_memory.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_nep_memory", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
-    try:
-        spec.loader.exec_module(mod)
+    with benchmark_module("bench_nep_memory") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _check_report(out: str, *, grid: str, nyears: int):

@@ -1,7 +1,6 @@
 """NEP product: lazy, CF attrs, both Rh models, equal to the kernel by hand, annual option."""
 import numpy as np
 import pytest
-import xarray as xr
 
 from carbonsink.io.validate import InputError
 from carbonsink.kernels import respiration as k
