@@ -4,7 +4,7 @@ Written as an Intake YAML catalog (``sources:`` with intake-xarray's ``zarr`` dr
 ``csv`` driver), which intake 2 opens with ``intake.open_catalog(url)``; ``cat[name].to_dask()``
 gives a lazy xarray Dataset, ``cat[f"{name}_totals"].read()`` a pandas table. Paths are relative to
 the catalog (``{{ CATALOG_DIR }}``) so a store can be moved or mirrored. The catalog points at the
-``latest`` complete version of each dataset at the time it is regenerated and records that version.
+released (``latest``) version of each dataset at the time it is regenerated and records that version.
 It never carries credentials: S3 consumers take keys from their environment. The endpoint of the
 store (non-secret ``client_kwargs.endpoint_url``) is recorded in each entry and wins over the
 consumer's AWS_ENDPOINT_URL; regenerate the catalog after moving a store to another endpoint.
@@ -13,19 +13,29 @@ from __future__ import annotations
 
 import yaml
 
-from .config import _secret_keys
 from .io.store import Published, Store
 
 CATALOG_NAME = "catalog.yaml"
 
 
 def _public_options(store: Store) -> dict:
-    """Storage options minus secrets (endpoint and the like are kept)."""
-    def scrub(d):
-        if not isinstance(d, dict):
-            return d
-        return {k: scrub(v) for k, v in d.items() if not _secret_keys({k: None})}
-    return scrub(store.storage_options)
+    """The storage options a catalog carries: only where the store is and whether it is public
+    (the scalar options below); everything else is dropped."""
+    # an allow-list, not a scrub of known secrets, so no credential of any spelling (e.g.
+    # s3_additional_kwargs.SSECustomerKey) can reach catalog.yaml; consumers bring their own keys
+    allowed = (("endpoint_url",), ("region_name",), ("anon",),
+               ("client_kwargs", "endpoint_url"), ("client_kwargs", "region_name"))
+    out: dict = {}
+    for path in allowed:
+        value = store.storage_options
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (str, bool, int, float)):
+            node = out
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+    return out
 
 
 def _entry_name(p: Published, taken: set[str]) -> str:
@@ -79,8 +89,9 @@ def build_catalog(store: Store) -> dict:
 
 def write_catalog(store: Store) -> str:
     """Regenerate ``catalog.yaml`` at the store root (an atomic single write); returns its URL."""
-    text = yaml.safe_dump(build_catalog(store), sort_keys=False)
-    return store.write_text(CATALOG_NAME, text)
+    with store.lock("releases"):   # built from the current release, which cannot move meanwhile
+        text = yaml.safe_dump(build_catalog(store), sort_keys=False)
+        return store.write_text(CATALOG_NAME, text)
 
 
 def open_catalog(url: str, **kwargs):

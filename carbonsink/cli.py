@@ -1,6 +1,16 @@
-"""The ``carbonsink`` command line."""
+"""The ``carbonsink`` command line.
+
+Operator errors (bad input or configuration, a full disk, a read-only store, no permission, an
+unreachable object store, a cluster without workers) end in one line on stderr that names the path
+or dataset and what to do, with exit status 2; ``carbonsink --debug ...`` (or CARBONSINK_DEBUG=1)
+shows the traceback instead. Progress bars are drawn only on a terminal; elsewhere (logs, CI,
+Prefect) progress is plain log lines.
+"""
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import sys
 import time
 
@@ -17,15 +27,71 @@ from .units import UnitError
 _USER_ERRORS = (ClusterError, ConfigError, InputError, IonTableError, StoreError, UnitError)
 
 
-def _fail(e: Exception):
+def _fail(e: Exception | str):
     click.secho(f"error: {e}", fg="red", err=True)
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def explain(e: BaseException) -> str:
+    """One line for an operator: what failed, where, and what to do."""
+    from .io.store import is_transient
+
+    if isinstance(e, _USER_ERRORS) or isinstance(e, ValueError):
+        return str(e)
+    if isinstance(e, OSError) and e.errno is not None:
+        where = e.filename or "the store"
+        what = {errno.ENOSPC: ("no space left on the device", "free space or choose another "
+                                                               "--store"),
+                errno.EDQUOT: ("disk quota exceeded", "free space or choose another --store"),
+                errno.EROFS: ("the file system is read-only", "choose a writable --store"),
+                errno.EACCES: ("permission denied", "check the owner and permissions, or "
+                                                    "choose another --store"),
+                errno.EPERM: ("operation not permitted", "check the owner and permissions")}
+        if e.errno in what:
+            problem, todo = what[e.errno]
+            return f"{problem} writing {where}: {todo}"
+    if is_transient(e):
+        return (f"the object store or a cluster connection failed ({type(e).__name__}: {e}); "
+                "check that the endpoint is reachable and retry — completed datasets are reused")
+    return (f"unexpected {type(e).__name__}: {e} (run 'carbonsink --debug ...' for the traceback "
+            "and report it)")
+
+
+class _Main(click.Group):
+    """The command group: every exception of a command becomes one line (see module doc)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted; datasets completed so far are kept and reused by a rerun")
+        except Exception as e:  # noqa: BLE001 - the one place that turns errors into messages
+            if (ctx.obj or {}).get("debug"):
+                raise
+            _fail(explain(e))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="carbonsink")
-def main():
-    """carbonsink: China's carbon sinks mapped, totalled, trended and attributed."""
+@click.option("--debug", is_flag=True, default=lambda: bool(os.environ.get("CARBONSINK_DEBUG")),
+              help="show tracebacks instead of one-line errors [env CARBONSINK_DEBUG=1]")
+@click.pass_context
+def main(ctx, debug):
+    """carbonsink: China's carbon sinks mapped, totalled, trended and attributed.
+
+    Start with `carbonsink demo` (synthetic China, every product, a local dask cluster); real data
+    goes in with `carbonsink ingest` and through `carbonsink run`; `carbonsink verify`, `releases`
+    and `export` look after a store and what is in it.
+    """
+    ctx.obj = {"debug": debug}
+    if not logging.getLogger("carbonsink").handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%H:%M:%S"))
+        logging.getLogger("carbonsink").addHandler(handler)
+        logging.getLogger("carbonsink").setLevel(logging.INFO)
 
 
 def _run_options(what_rh: str):
@@ -46,8 +112,9 @@ def _run_options(what_rh: str):
                      help="target chunk size in MB [default 32]"),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                      default=None, help="YAML run configuration (overridden by the options)"),
-        click.option("--progress/--no-progress", default=True,
-                     help="progress bar while computing"),
+        click.option("--progress/--no-progress", default=lambda: sys.stdout.isatty(),
+                     help="progress bars while computing [default: only on a terminal; "
+                          "otherwise plain log lines]"),
     ]
 
     def decorate(f):
@@ -89,7 +156,12 @@ def _on_cluster(cfg, title: str, run):
               "compared")
 def demo(grid, years, seed, store, n_workers, scheduler, rh_model, chunk_mb, config_path,
          progress):
-    """Synthetic China → validated inputs → NEP (two Rh models) → totals → published Zarr + catalog."""
+    """Synthetic China → validated inputs → every product, published and released together.
+
+    NEP with two Rh models, the karst sink with its random-forest ionic strength, the ecosystem
+    sink, trends and attribution of NEP and the sink, their totals and area tables → versioned
+    Zarr (GDAL-readable) + the Intake catalog. Datasets already complete for the same
+    configuration and code are reused; a failed run changes nothing a reader sees."""
     from .pipeline import run_demo
 
     try:
@@ -334,6 +406,103 @@ def ingest_cmd(manifest, store, name, dry_run, progress):
         click.echo(f"inputs:  {result.uri}")
     if result.catalog:
         click.echo(f"catalog: {result.catalog}")
+
+
+# --- store care: verify, releases, export -------------------------------------------------------
+def _open_store(store: str, config_path=None):
+    from .io.store import Store
+
+    cfg = load_config(config_path, store=store)
+    return cfg, Store(cfg.store, cfg.resolved_storage_options())
+
+
+def _dataset_arg(text: str) -> tuple[str, str]:
+    """'nep' → products/nep; 'inputs/synthetic' as given."""
+    kind, _, name = text.partition("/")
+    return (kind, name) if name else ("products", kind)
+
+
+@main.command("verify")
+@click.argument("store", required=False, default="./carbonsink-demo")
+@click.option("--dataset", default=None, help="only this dataset (e.g. products/nep)")
+@click.option("--released-only", is_flag=True, help="only the versions of the current release")
+@click.option("--deep", is_flag=True, help="also decode every chunk (reads all data)")
+@click.option("--repair", is_flag=True,
+              help="quarantine damaged versions and recompute them (reruns the demo or `run` "
+                   "that made them; intact datasets are reused)")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="YAML run configuration (storage options, cluster) for --repair")
+def verify_cmd(store, dataset, released_only, deep, repair, config_path):
+    """Check every published version of STORE against its manifest (exit 1 if any is damaged).
+
+    Cheap by default: one listing per version finds missing, extra, truncated or rewritten objects;
+    --deep decodes every chunk too. Damaged versions are never reused by a run: a rerun quarantines
+    and recomputes them; --repair does that now."""
+    from .maintenance import repair as do_repair
+    from .maintenance import verify_store
+
+    cfg, st = _open_store(store, config_path)
+    findings, n = verify_store(st, dataset=dataset, released_only=released_only, deep=deep)
+    for f in findings:
+        click.echo(f"DAMAGED {f.key} {f.version}{' (released)' if f.released else ''}: "
+                   + "; ".join(f.problems[:3]))
+    click.echo(f"checked {n} version(s): {len(findings)} damaged, {n - len(findings)} intact")
+    if findings and repair:
+        from .cluster import connect
+
+        with connect(cfg.cluster):
+            report = do_repair(st, findings, config_path)
+        for line in report.rerun:
+            click.echo(f"reran {line}")
+        for line in report.recomputed:
+            click.echo(f"repaired {line}")
+        for line in report.unrepairable:
+            click.echo(f"NOT repaired {line}")
+        sys.exit(1 if report.unrepairable else 0)
+    sys.exit(1 if findings else 0)
+
+
+@main.command("releases")
+@click.argument("store", required=False, default="./carbonsink-demo")
+@click.option("--rollback", "rollback_to", default=None, metavar="RELEASE",
+              help="make RELEASE current again (as a new release) and regenerate the catalog")
+def releases_cmd(store, rollback_to):
+    """The releases of STORE, oldest first (the current one marked *): each names the version of
+    every dataset that was `latest` together; earlier versions stay readable by id."""
+    from .catalog import write_catalog
+
+    _, st = _open_store(store)
+    if rollback_to:
+        rid = st.rollback(rollback_to, after=lambda: write_catalog(st))
+        click.echo(f"release {rid}: the datasets of {rollback_to} are latest again")
+    current = st.current_release().get("release")
+    for r in st.releases():
+        mark = "*" if r["release"] == current else " "
+        click.echo(f"{mark} {r['release']}  {r['created']}  {len(r['datasets'])} datasets  "
+                   f"{r.get('note', '')}")
+
+
+@main.command("export")
+@click.argument("dataset")
+@click.option("--store", default="./carbonsink-demo", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["cog", "netcdf"]), default="cog",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="output folder")
+@click.option("--version", default="latest", show_default=True)
+@click.option("--variable", "variables", multiple=True, help="only these variables (repeatable)")
+@click.option("--overwrite", is_flag=True, help="replace existing files")
+def export_cmd(dataset, store, fmt, out_dir, version, variables, overwrite):
+    """Write a published DATASET (e.g. nep, products/sink, inputs/synthetic) as Cloud-Optimized
+    GeoTIFFs or one CF NetCDF file, for GIS users."""
+    from .io.export import export
+
+    _, st = _open_store(store)
+    kind, name = _dataset_arg(dataset)
+    paths = export(st, kind, name, version=version, fmt=fmt, out_dir=out_dir,
+                   variables=list(variables) or None, overwrite=overwrite)
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,60 @@ class ClusterError(RuntimeError):
     pass
 
 
+# A cluster whose workers all died would leave a computation waiting forever: after this many
+# seconds without a single worker, the run stops with an error (CARBONSINK_NO_WORKERS_TIMEOUT).
+NO_WORKERS_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def watch_workers(client, timeout: float | None = None, poll: float = 2.0):
+    """Stop the calling (main) thread with a ClusterError when ``client``'s scheduler has had no
+    worker for ``timeout`` seconds, instead of hanging silently."""
+    import _thread
+    import threading
+
+    timeout = float(os.environ.get("CARBONSINK_NO_WORKERS_TIMEOUT", timeout or
+                                   NO_WORKERS_TIMEOUT_S))
+    if threading.current_thread() is not threading.main_thread() or timeout <= 0:
+        yield
+        return
+    stop, fired = threading.Event(), []
+
+    def watch():
+        since = None
+        while not stop.wait(poll):
+            try:
+                n = len(client.nthreads())
+            except Exception:  # noqa: BLE001 - scheduler gone: the client raises in the main thread
+                return
+            if n:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= timeout:
+                fired.append(f"the dask cluster at {client.scheduler.address} has had no worker "
+                             f"for {timeout:.0f} s (all died or none connected): check the "
+                             "workers' logs and memory limit, start workers, then rerun — "
+                             "completed datasets are reused")
+                _thread.interrupt_main()
+                return
+    t = threading.Thread(target=watch, name="carbonsink-worker-watch", daemon=True)
+    t.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if fired:
+            raise ClusterError(fired[0]) from None
+        raise
+    finally:
+        stop.set()
+
+
 @contextlib.contextmanager
 def connect(cluster: ClusterConfig, *, quiet: bool = True):
     """Yield a distributed Client: to ``cluster.scheduler`` if set, else to a LocalCluster of
-    ``n_workers`` processes on 127.0.0.1 (closed on exit)."""
+    ``n_workers`` processes on 127.0.0.1 (closed on exit). In the main thread, a cluster left
+    without workers for :data:`NO_WORKERS_TIMEOUT_S` raises a ClusterError (:func:`watch_workers`)."""
     from distributed import Client, LocalCluster
 
     if quiet:
@@ -36,13 +86,13 @@ def connect(cluster: ClusterConfig, *, quiet: bool = True):
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"cannot connect to dask scheduler {cluster.scheduler}: {e}") \
                 from None
-        with client:
+        with client, watch_workers(client):
             yield client
         return
     with LocalCluster(n_workers=cluster.n_workers, threads_per_worker=cluster.threads_per_worker,
                       memory_limit=cluster.memory_limit, processes=True,
                       host="127.0.0.1", dashboard_address="127.0.0.1:0") as lc, \
-            Client(lc, set_as_default=True) as client:
+            Client(lc, set_as_default=True) as client, watch_workers(client):
         yield client
 
 

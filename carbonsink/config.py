@@ -3,13 +3,15 @@
 Secrets (object-store keys) come only from the environment (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``); they are held as ``SecretStr`` and leave this module
 only through :meth:`RunConfig.resolved_storage_options`, which hands them to fsspec. They never appear
-in repr, logs, ``config_hash``, product attrs or catalogs. A YAML that carries keys is rejected.
+in repr, logs, ``config_hash``, product attrs or catalogs. A YAML (or ``defaults``/overrides) that
+carries anything secret-shaped (:func:`secret_paths`), at any level, is rejected.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 from typing import Any, Literal
 
 import yaml
@@ -19,8 +21,24 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, 
 from .grid import get_grid
 from .kernels.respiration import DEFAULT_RH_MODEL, RH_MODELS
 
-SECRET_OPTION_KEYS = {"key", "secret", "token", "password", "aws_access_key_id",
-                      "aws_secret_access_key", "aws_session_token", "session_token"}
+# Secrets are recognised by shape, not by a list of known names (which missed e.g.
+# s3_additional_kwargs.SSECustomerKey): a key is secret-shaped when its name, lowercased and without
+# "_", "-" and ".", contains one of these fragments ("key" alone is a secret: s3fs's access key id).
+SECRET_NAME_PARTS = ("key", "secret", "token", "password", "passwd", "credential", "signature",
+                     "auth", "sse", "private", "cert")
+# Normalised option names that contain such a fragment but hold no secret. signature_version is
+# botocore's signing algorithm ("s3v4"), a public setting, not a signature. Containers are never
+# exempt from the check of their contents. Most ordinary options (endpoint_url, region_name, anon,
+# use_ssl, profile, requester_pays, client_kwargs, config_kwargs, s3_additional_kwargs,
+# cache_regions, retries.max_attempts, ServerSideEncryption) contain no fragment and need no entry.
+NON_SECRET_NAMES = frozenset({"signatureversion"})
+# an AWS access key id (long-term AKIA…, temporary ASIA…) is a secret wherever it appears
+_AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+ENV_KEYS_HINT = ("object-store keys come only from the environment (AWS_ACCESS_KEY_ID, "
+                 "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
+
+# calendar years a run may cover: bounds the work a mistyped range (1-99999) can ask for
+YEAR_MIN, YEAR_MAX = 1900, 2100
 
 ENV_OVERRIDES = {  # environment variable → config field
     "CARBONSINK_STORE": "store",
@@ -53,7 +71,7 @@ class RunConfig(BaseModel):
     store: str = "./carbonsink-demo"
     storage_options: dict[str, Any] = Field(default_factory=dict,
                                             description="non-secret fsspec options")
-    grid: str = "0.1"
+    grid: str = "0.1deg"  # canonical spelling (Grid.name), see _grid
     years: tuple[int, int] = (2000, 2020)
     chunk_mb: float = Field(32.0, gt=0, le=512)
     rh_model: Literal[RH_MODELS] = DEFAULT_RH_MODEL  # type: ignore[valid-type]
@@ -71,9 +89,10 @@ class RunConfig(BaseModel):
     @field_validator("grid", mode="before")
     @classmethod
     def _grid(cls, v):
-        v = str(v)
-        get_grid(v)  # raises on an unknown preset
-        return v
+        # one spelling per grid ("1", "1deg", "1.0" → "1deg"; "1km", "0.01" → "0.01deg"), so that
+        # config_hash (and content addresses) do not depend on how the grid was written, and it is
+        # the name published records carry (Grid.name). Raises on an unknown preset.
+        return get_grid(str(v)).name
 
     @field_validator("years", mode="before")
     @classmethod
@@ -91,6 +110,7 @@ class RunConfig(BaseModel):
     def _check(self):
         if self.years[1] < self.years[0]:
             raise ValueError(f"years {self.years} run backwards")
+        _check_year_bounds(*self.years)  # also for years given as a list, not through parse_years
         return self
 
     # ------------------------------------------------------------------------------------------
@@ -124,35 +144,60 @@ class RunConfig(BaseModel):
 
 def reject_secret_options(options: dict) -> dict:
     """Storage options from a file must not carry keys: those come from the environment only."""
-    bad = _secret_keys(options)
+    bad = secret_paths(options, "storage_options.")
     if bad:
-        raise ValueError(f"storage_options must not hold secrets ({sorted(bad)}); "
-                         "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment")
+        raise ValueError(f"storage_options must not hold secrets ({', '.join(bad)}); "
+                         f"{ENV_KEYS_HINT}")
     return options
 
 
-def _secret_keys(obj, prefix="") -> set[str]:
-    found = set()
+def is_secret_name(name) -> bool:
+    """Whether an option name is secret-shaped (see :data:`SECRET_NAME_PARTS`)."""
+    norm = re.sub(r"[_\-.]", "", str(name).lower())
+    return norm not in NON_SECRET_NAMES and any(part in norm for part in SECRET_NAME_PARTS)
+
+
+def secret_paths(obj, prefix: str = "") -> list[str]:
+    """Paths (``a.b[0].c``, never values) of every secret-shaped key in ``obj``, at any depth of
+    dicts and lists, and of every string value that holds an AWS access key id."""
+    found = []
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if str(k).lower() in SECRET_OPTION_KEYS:
-                found.add(prefix + str(k))
-            found |= _secret_keys(v, prefix + str(k) + ".")
+            path = f"{prefix}{k}"
+            if is_secret_name(k):
+                found.append(path)
+            else:
+                found += secret_paths(v, path + ".")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            found += secret_paths(v, f"{prefix.removesuffix('.')}[{i}].")
+    elif isinstance(obj, str) and _AWS_KEY_ID.search(obj):
+        found.append(prefix.removesuffix(".") or "value")
     return found
 
 
 def parse_years(text: str) -> tuple[int, int]:
-    """'2000-2020' → (2000, 2020); '2005' → (2005, 2005)."""
+    """'2000-2020' → (2000, 2020); '2005' → (2005, 2005); years within 1900–2100."""
     parts = str(text).replace("–", "-").split("-")
     try:
         if len(parts) == 1:
-            y = int(parts[0])
-            return (y, y)
-        if len(parts) == 2:
-            return (int(parts[0]), int(parts[1]))
+            years = (int(parts[0]),) * 2
+        elif len(parts) == 2:
+            years = (int(parts[0]), int(parts[1]))
+        else:
+            years = None
     except ValueError:
-        pass
-    raise ConfigError(f"years must look like 2000-2020, got {text!r}")
+        years = None
+    if years is None:
+        raise ConfigError(f"years must look like 2000-2020, got {text!r}")
+    _check_year_bounds(*years, shown=text)
+    return years
+
+
+def _check_year_bounds(first: int, last: int, shown=None):
+    if not (YEAR_MIN <= first <= YEAR_MAX and YEAR_MIN <= last <= YEAR_MAX):
+        shown = f"{first}-{last}" if shown is None else shown
+        raise ConfigError(f"years {shown!r} must lie within {YEAR_MIN}–{YEAR_MAX}")
 
 
 def _set_dotted(d: dict, dotted: str, value):
@@ -194,6 +239,14 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None,
         # not a secret: kept in storage_options so workers and the catalog know where S3 is
         opts = data.setdefault("storage_options", {})
         opts.setdefault("client_kwargs", {}).setdefault("endpoint_url", endpoint)
+    # everything so far came from files, ``defaults``, CARBONSINK_* and overrides: none may carry a
+    # secret (a top-level aws_secret_access_key in a YAML used to be accepted and used); keys are
+    # added below from AWS_* only
+    bad = secret_paths(data)
+    if bad:
+        raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}: "
+                          f"a run configuration must not hold secrets ({', '.join(bad)}); "
+                          f"{ENV_KEYS_HINT}")
     for var, field in (("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
                        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
                        ("AWS_SESSION_TOKEN", "aws_session_token")):

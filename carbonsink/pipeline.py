@@ -30,6 +30,7 @@ import xarray as xr
 from . import __version__, ml
 from .catalog import write_catalog
 from .config import ConfigError, RunConfig
+from .io.names import validate_prefix
 from .io.store import Published, Store, compute_default
 from .io.validate import (REQUIRED, check_value_stats, validate_inputs, value_stats)
 from .kernels.respiration import RH_MODELS
@@ -511,11 +512,12 @@ def default_prefix(inputs: str) -> str:
 
 
 def publish_catalog(store: Store, published: Iterable[Published]) -> str:
-    """Point ``latest`` of each dataset at the given version (the ones this run produced or reused)
-    and regenerate the catalog; returns the catalog's URL."""
-    for p in published:
-        store.set_latest(p.kind, p.name, p.version)
-    return write_catalog(store)
+    """Release the given versions (the ones this run produced or reused) together — ``latest`` of
+    every dataset of the run moves in one atomic write — and regenerate the catalog under the same
+    store lock; returns the catalog's URL."""
+    urls = []
+    store.release(published, note="run", after=lambda: urls.append(write_catalog(store)))
+    return urls[0]
 
 
 def summarize(store: Store, published: dict[str, Published],
@@ -548,7 +550,7 @@ def run_demo(cfg: RunConfig, *, progress: bool = False, rh_models=DEMO_RH_MODELS
     """The demo end to end on synthetic China: inputs → NEP (each Rh model) → karst → sink →
     trends and attribution of NEP and the sink → tables → catalog. Datasets whose content-addressed
     version is already complete are reused, not recomputed (``Published.reused``)."""
-    store = Store(cfg.store, cfg.resolved_storage_options())
+    store = Store(cfg.store, cfg.resolved_storage_options(), auto_release=False)
     p_inputs, p_regions = demo_inputs_step(store, cfg, rebuild=rebuild, progress=progress)
     return _run_products(store, cfg, p_inputs, p_regions, rh_models, "", progress)
 
@@ -561,9 +563,9 @@ def run_products(cfg: RunConfig, inputs: str, version: str = "latest", *,
     strength if the inputs carry river chemistry and basins, else iterated) → sink → trends and
     attribution → tables → catalog. Products are published as ``prefix + product`` (default
     :func:`default_prefix`); complete content-addressed versions are reused."""
-    store = Store(cfg.store, cfg.resolved_storage_options())
+    prefix = validate_prefix(default_prefix(inputs) if prefix is None else prefix)
+    store = Store(cfg.store, cfg.resolved_storage_options(), auto_release=False)
     p_inputs, p_regions = published_inputs_step(store, cfg, inputs, version, progress=progress)
-    prefix = default_prefix(inputs) if prefix is None else prefix
     return _run_products(store, cfg, p_inputs, p_regions, rh_models, prefix, progress)
 
 

@@ -26,7 +26,8 @@ def run_config(*, config: str | None = None, store: str | None = None, grid: str
 
 
 def open_store(cfg: RunConfig) -> Store:
-    return Store(cfg.store, cfg.resolved_storage_options())
+    # a run's datasets become visible together, in the flow's final publish-catalog task
+    return Store(cfg.store, cfg.resolved_storage_options(), auto_release=False)
 
 
 def dask_task_runner(cfg: RunConfig):

@@ -75,8 +75,8 @@ from ..grid import Grid, get_grid
 from . import readers as rd
 from . import regrid as rg
 from .manifest import MONTHLY, Manifest, UnitPlan, _template_fields, load_manifest, unit_plan
-from .store import (Published, Store, StoreError, _prepare_for_zarr, compute_default,
-                    new_version)
+from .store import (ZARR_FORMAT, Published, Store, StoreError, _prepare_for_zarr,
+                    compute_default, new_version)
 from .validate import (OPTIONAL, REQUIRED, SCHEMA, InputError, check_value_stats,
                        validate_inputs)
 
@@ -918,18 +918,29 @@ def _csv(table: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
+_ZARR_META_FILES = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
 def _zarr_meta(store: Store, rel: str, var: str) -> dict:
-    meta = json.loads(store.read_text(f"{rel}/{var}/zarr.json"))
-    return {k: meta.get(k) for k in ("data_type", "chunk_grid", "chunk_key_encoding", "codecs",
-                                     "fill_value", "dimension_names")}
+    """What decides the bytes of ``var``'s chunks (dtype, chunk grid, codecs, fill value), from its
+    Zarr v3 ``zarr.json`` or v2 ``.zarray``; ``{}`` in one and not the other never compares equal."""
+    for leaf, keys in (("zarr.json", ("data_type", "chunk_grid", "chunk_key_encoding", "codecs",
+                                      "fill_value", "dimension_names")),
+                       (".zarray", ("dtype", "chunks", "compressor", "filters", "fill_value",
+                                    "order", "dimension_separator"))):
+        if store.exists(f"{rel}/{var}/{leaf}"):
+            meta = json.loads(store.read_text(f"{rel}/{var}/{leaf}"))
+            return {"format": leaf, **{k: meta.get(k) for k in keys}}
+    return {"format": None}
 
 
 def _reuse_chunks(store: Store, src_rel: str, dst_rel: str, variables) -> int:
     """Link (local) or server-side copy (object stores) every chunk object of ``variables`` from
-    one Zarr to another with the same chunk grid; returns the number of objects."""
+    one Zarr to another with the same chunk grid (any object under the variable's folder but its
+    metadata); returns the number of objects."""
     n = 0
     for var in variables:
-        src_dir, dst_dir = store.path(src_rel, var, "c"), store.path(dst_rel, var, "c")
+        src_dir, dst_dir = store.path(src_rel, var), store.path(dst_rel, var)
         if store.protocol == "file":
             if not os.path.isdir(src_dir):
                 continue
@@ -937,6 +948,8 @@ def _reuse_chunks(store: Store, src_rel: str, dst_rel: str, variables) -> int:
                 target = os.path.join(dst_dir, os.path.relpath(dirpath, src_dir))
                 os.makedirs(target, exist_ok=True)
                 for f in filenames:
+                    if f in _ZARR_META_FILES:
+                        continue
                     try:
                         os.link(os.path.join(dirpath, f), os.path.join(target, f))
                     except OSError:   # no hard links here (other filesystem): a plain copy
@@ -945,7 +958,8 @@ def _reuse_chunks(store: Store, src_rel: str, dst_rel: str, variables) -> int:
         else:
             if not store.fs.exists(src_dir):
                 continue
-            srcs = store.fs.find(src_dir)
+            srcs = [f for f in store.fs.find(src_dir)
+                    if posixpath.basename(f) not in _ZARR_META_FILES]
             dsts = [posixpath.join(dst_dir, posixpath.relpath(s, src_dir)) for s in srcs]
             if srcs:
                 store.fs.copy(srcs, dsts)
@@ -969,9 +983,10 @@ def _publish_append(store: Store, name: str, version: str, prev: str, full: xr.D
         target = store.zarr_target(staged)
         encoding = {v: {"chunks": tuple(full[v].data.chunksize)} for v in full.data_vars}
         # the store layer's own preparation (georeferencing, encodings) as for any publish
-        _prepare_for_zarr(full).to_zarr(target, mode="w", compute=False, zarr_format=3,
-                                        consolidated=False, storage_options=opts,
-                                        encoding=encoding)
+        _prepare_for_zarr(full).to_zarr(target, mode="w", compute=False,
+                                        zarr_format=ZARR_FORMAT, consolidated=False,
+                                        storage_options=opts, encoding=encoding,
+                                        write_empty_chunks=True)
         for var in full.data_vars:
             if _zarr_meta(store, staged, var) != _zarr_meta(store, prev_rel, var):
                 raise _NoReuse(f"the chunk encoding of {var} differs from version {prev}")
@@ -980,15 +995,17 @@ def _publish_append(store: Store, name: str, version: str, prev: str, full: xr.D
             region = {"time": slice(12 * n_old, 12 * (n_old + n_new_years)),
                       "year": slice(n_old, n_old + n_new_years)}
             part = new.drop_vars([c for c in new.coords])
-            delayed = part.to_zarr(target, region=region, compute=False, zarr_format=3,
-                                   consolidated=False, storage_options=opts)
+            delayed = part.to_zarr(target, region=region, compute=False,
+                                   zarr_format=ZARR_FORMAT, consolidated=False,
+                                   storage_options=opts, write_empty_chunks=True)
             computed = compute(delayed, dask.delayed(stats))[1]
             check(computed)
         back = store.open_zarr(staged)
         if dict(back.sizes) != dict(full.sizes) or set(back.data_vars) != set(full.data_vars):
             raise StoreError(f"staged append of {kind}/{name} is incomplete: sizes "
                              f"{dict(back.sizes)} vs {dict(full.sizes)}")
-    return store.commit(kind, name, version, full, attachments=attachments, record=record), reused
+    return store.commit(kind, name, version, full, staged=staged, attachments=attachments,
+                        record=record), reused
 
 
 def _decide(prev_rec: dict | None, content: dict, years) -> tuple[str, str, int]:

@@ -2,25 +2,34 @@
 
 Layout under the store root::
 
-    <kind>/<name>/<version>.zarr     published data (kind: inputs | products)
-    <kind>/<name>/<version>.<ext>    attachments of a version (e.g. totals.csv)
-    <kind>/<name>/<version>.json     version record; its presence is what makes a version complete
-    <kind>/<name>/latest.json        pointer to the newest complete version
-    _staging/<kind>/<name>/<version>.zarr   where data is written before it is published
-    catalog.yaml                     the Intake catalog (carbonsink.catalog)
+    <kind>/<name>/<version>.zarr            published data (kind: inputs | products), Zarr v2
+    <kind>/<name>/<version>.<ext>           attachments of a version (e.g. totals.csv)
+    <kind>/<name>/<version>.manifest.json   what the version consists of (objects, sizes, chunks)
+    <kind>/<name>/<version>.json            version record; with it the version is complete
+    <kind>/<name>/<version>.claim           held while one writer computes that version
+    releases/current.json                   the current release: {dataset: version} of everything
+    releases/<release>.json                 every release ever made (history, rollback)
+    _staging/<writer>/<kind>/<name>/<version>.zarr   one writer's data before it is published
+    _locks/<name>.lock                      short exclusive sections (release, catalog)
+    catalog.yaml                            the Intake catalog (carbonsink.catalog)
 
-Publishing (consumers never see a half-written product): data is written under ``_staging/``, read back
-and checked, then moved to its place (an atomic rename on a local disk, copy-then-delete on object
-stores), attachments are written, and only then the version record and the ``latest`` pointer — each a
-single small-object PUT, atomic on S3 — are written. A run that fails at any step leaves ``latest``,
-the catalog and every listed version as they were. Storage credentials stay in ``storage_options``:
-never in repr, attrs, records or catalogs.
+Publishing (consumers never see a half-written product): one writer claims the version id
+(:meth:`Store.claim`; a second writer of the same id waits and reuses the first one's result),
+writes under its own staging folder, which the commit checks against the Zarr metadata (every
+array, every chunk — see :mod:`carbonsink.io.integrity`), moves into place (an atomic rename on a
+local disk, copy-then-delete on object stores), verifies again, and only then writes attachments,
+the manifest and the version record. Versions become *visible* through a release
+(:meth:`Store.release`): one small atomic write of ``releases/current.json`` that moves ``latest``
+of every dataset of a run together, so a run that fails half-way changes nothing a consumer sees.
+A Store made with ``auto_release=True`` (the default) releases every commit at once; the pipeline
+and the flows use ``auto_release=False`` and release a whole run at its end.
 
-Versions are either timestamped (:func:`new_version`, the default) or content-addressed: the caller
-passes a deterministic id (``c-<hash>`` from :func:`carbonsink.pipeline.content_version`) and, before
-computing, asks :meth:`Store.complete` whether that version already has a record — if so it is reused
-(:meth:`Store.reuse` points ``latest`` at it) instead of recomputed. ``latest`` is the pointer, not
-the sort order: :meth:`Store.versions` lists complete versions by the time their record was written.
+Versions are either timestamped (:func:`new_version`) or content-addressed (``c-<hash>`` from
+:func:`carbonsink.pipeline.content_version`): before computing, the caller asks :meth:`Store.reuse`
+whether that version is complete and intact (its record exists and a listing matches its
+manifest). A damaged version is quarantined (its record renamed ``.damaged.json``) and recomputed,
+never silently reused. Credentials stay in ``storage_options``: never in repr, attrs, records or
+catalogs. Names are validated (:mod:`carbonsink.io.names`) before any path is built.
 """
 from __future__ import annotations
 
@@ -28,24 +37,30 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import os
 import posixpath
+import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import fsspec
 import xarray as xr
 
-ZARR_FORMAT = 3
+from . import integrity
+from .coordination import POLL_S, Claim, Lock, in_dir
+from .errors import StoreError
+from .names import validate_key, validate_kind, validate_name, validate_version
+
+log = logging.getLogger("carbonsink")
+
+# Zarr v2: GDAL (Debian 3.6, rasterio's 3.10) cannot read Zarr v3 as zarr-python 3 writes it, and
+# QGIS users are a large share of this field's users. v3 once GDAL >= 3.13 can be assumed.
+ZARR_FORMAT = 2
 STAGING = "_staging"
-
-
-class StoreError(RuntimeError):
-    """A store problem; ``transient`` when retrying later may succeed (the store was unreachable)."""
-
-    def __init__(self, *args, transient: bool = False):
-        super().__init__(*args)
-        self.transient = transient
+RELEASES = "releases"
+_SUFFIXES = (".manifest.json", ".damaged.json")
 
 
 @dataclass(frozen=True)
@@ -79,24 +94,39 @@ def _parse_time(text) -> _dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
 
 
-def new_version(tag: str | None = None) -> str:
-    """Sortable version id: UTC timestamp (µs) plus a content tag or a random suffix."""
+def new_version(tag: str | None = None, prefix: str = "v") -> str:
+    """Sortable id: UTC timestamp (µs) plus a content tag or a random suffix."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"v{stamp}-{(tag or uuid.uuid4().hex)[:8]}"
+    return f"{prefix}{stamp}-{(tag or uuid.uuid4().hex)[:8]}"
+
+
+def _ref(p) -> tuple[str, str, str]:
+    """(kind, name, version) of a Published or a tuple."""
+    return (p.kind, p.name, p.version) if isinstance(p, Published) else tuple(p)
 
 
 class Store:
-    """A store root URL plus storage options (kept out of every repr and record)."""
+    """A store root URL plus storage options (kept out of every repr and record).
 
-    def __init__(self, url: str, storage_options: dict | None = None):
+    ``auto_release``: whether each commit (and reuse) is released at once; runs of several datasets
+    pass False and call :meth:`release` once at their end."""
+
+    def __init__(self, url: str, storage_options: dict | None = None, *,
+                 auto_release: bool = True):
         if "://" not in url:
             url = "file://" + os.path.abspath(os.path.expanduser(url))
         self.url = url.rstrip("/")
+        self.auto_release = auto_release
         self._storage_options = dict(storage_options or {})
+        self._held: set[str] = set()      # claims and locks this instance holds (re-entrant)
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self._storage_options)
         self.protocol = self.url.split("://", 1)[0]
         if self.protocol == "file":
-            self.fs.makedirs(self.root, exist_ok=True)
+            try:
+                self.fs.makedirs(self.root, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the store directory {self.root}: "
+                                 f"{e.strerror or e}") from None
         elif self.protocol == "s3":
             bucket = self.root.split("/", 1)[0]
             try:
@@ -135,18 +165,42 @@ class Store:
         directories; its fsspec store does not), the URL elsewhere."""
         return self.path(rel) if self.protocol == "file" else self.uri(rel)
 
+    def zarr_storage_options(self, rel_or_uri: str = "") -> dict | None:
+        target = rel_or_uri if "://" in rel_or_uri else self.zarr_target(rel_or_uri or "x")
+        if "://" not in target or target.startswith("file://"):
+            return None
+        return self._storage_options or None
+
+    @staticmethod
+    def _dataset(kind: str, name: str, version: str | None = None) -> str:
+        """``kind/name`` (``/version`` prefix of its files) after validating every part: the one
+        place where names from users (CLI, flows, manifests) become paths."""
+        validate_kind(kind)
+        validate_name(name)
+        if version is None:
+            return f"{kind}/{name}"
+        validate_version(version)
+        return f"{kind}/{name}/{version}"
+
     # --- small files -------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Write a small file atomically: temp + rename locally, a single PUT on object stores."""
+        validate_key(rel)
         path = self.path(rel)
-        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         if self.protocol == "file":
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+
+            def write():
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            try:
+                in_dir(path, write)
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)      # a failed write (disk full) leaves no *.tmp behind
         else:
             self.fs.pipe_file(path, data)
         return self.uri(rel)
@@ -160,6 +214,14 @@ class Store:
     def read_text(self, rel: str) -> str:
         return self.read_bytes(rel).decode()
 
+    def read_json(self, rel: str) -> dict:
+        """A small JSON file of the store; a truncated or unreadable one is a StoreError naming it."""
+        try:
+            return json.loads(self.read_bytes(rel))
+        except ValueError as e:
+            raise StoreError(f"{self.uri(rel)} is damaged (not valid JSON: {e}); "
+                             "run 'carbonsink verify --repair'") from None
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 
@@ -170,16 +232,18 @@ class Store:
 
     # --- datasets ----------------------------------------------------------------------------
     def write_zarr(self, ds: xr.Dataset, rel: str, *, compute=None, also=None):
-        """Write ``ds`` to a Zarr group at ``rel`` (replacing it).
+        """Write ``ds`` to a Zarr group at ``rel`` (replacing it), every chunk included (so the
+        expected chunk keys follow from the metadata, see :mod:`carbonsink.io.integrity`).
 
         ``compute(*collections) -> results`` runs the dask graphs (default: the active client, else
         the local scheduler). ``also``: a lazy object computed in the same pass as the write (so
         shared inputs are produced once); its computed value is returned.
         """
         ds = _prepare_for_zarr(ds)
-        opts = None if self.protocol == "file" else (self._storage_options or None)
-        delayed = ds.to_zarr(self.zarr_target(rel), mode="w", storage_options=opts,
-                             zarr_format=ZARR_FORMAT, consolidated=False, compute=False)
+        delayed = ds.to_zarr(self.zarr_target(rel), mode="w",
+                             storage_options=self.zarr_storage_options(rel),
+                             zarr_format=ZARR_FORMAT, consolidated=False, compute=False,
+                             write_empty_chunks=True)
         compute = compute or compute_default
         if also is None:
             compute(delayed)
@@ -192,90 +256,171 @@ class Store:
             uri, target = rel_or_uri, rel_or_uri
         else:
             uri, target = self.uri(rel_or_uri), self.zarr_target(rel_or_uri)
-        opts = None if "://" not in target or target.startswith("file://") else (
-            self._storage_options or None)
-        ds = xr.open_zarr(target, storage_options=opts, consolidated=False, **kwargs)
+        ds = xr.open_zarr(target, storage_options=self.zarr_storage_options(target),
+                          consolidated=False, **kwargs)
         ds.encoding["source"] = uri
         return ds
 
-    # --- versions ----------------------------------------------------------------------------
+    # --- publishing --------------------------------------------------------------------------
     def publish(self, ds: xr.Dataset, kind: str, name: str, *, version: str | None = None,
                 attachments=None, record: dict | None = None, compute=None,
                 check=None) -> Published:
-        """Write ``ds`` as a new version of ``kind/name`` and make it ``latest`` atomically.
+        """Write ``ds`` as version ``version`` of ``kind/name`` and commit it (released at once if
+        ``auto_release``). If another writer holds or completes the same version meanwhile, its
+        result is returned (``reused``) instead.
 
         ``attachments``: {suffix: bytes}, or a callable taking the staged (written, reopened)
         dataset and returning that dict — so tables are computed from what was written, before the
         version becomes visible. ``record``: extra JSON-able fields for the version record.
+        ``check``: (lazy statistics, callable) — the statistics are computed in the same pass as
+        the write and the callable raises if they are bad, before anything is committed.
         """
         version = version or new_version()
-        with self.stage(kind, name, version) as staged:
-            computed = self.write_zarr(ds, staged, compute=compute,
-                                       also=None if check is None else check[0])
-            if check is not None:
-                check[1](computed)
-            back = self._check_written(ds, staged)
-            if callable(attachments):
-                attachments = attachments(back)
-        return self.commit(kind, name, version, ds, attachments=attachments, record=record)
+        with self.claim(kind, name, version) as done:
+            if done is not None:
+                return done
+            with self.stage(kind, name, version) as staged:
+                computed = self.write_zarr(ds, staged, compute=compute,
+                                           also=None if check is None else check[0])
+                if check is not None:
+                    check[1](computed)
+                back = self._check_written(ds, staged)
+                if callable(attachments):
+                    attachments = attachments(back)
+            return self.commit(kind, name, version, ds, staged=staged, attachments=attachments,
+                               record=record)
+
+    @contextlib.contextmanager
+    def claim(self, kind: str, name: str, version: str):
+        """Hold the exclusive right to compute ``version`` of ``kind/name``; yields None to the
+        holder, or the complete version (marked ``reused``) if another writer finished it while
+        this one waited. Re-entrant within one Store instance. A holder that dies stops its
+        heartbeat; its claim is then taken over (:mod:`carbonsink.io.coordination`)."""
+        rel = self._dataset(kind, name, version) + ".claim"
+        if rel in self._held:
+            yield None
+            return
+        c = Claim(self, rel, what=f"{kind}/{name}@{version}")
+        waited = False
+        while True:
+            done = self.complete(kind, name, version)
+            if done is not None:
+                yield self._reused(done)
+                return
+            if c.acquire():
+                break
+            if not waited:
+                holder = c.holder() or {}
+                log.info("%s/%s %s is being computed by another run (pid %s on %s): waiting for "
+                         "it", kind, name, version, holder.get("pid"), holder.get("host"))
+                waited = True
+            time.sleep(POLL_S)
+        self._held.add(rel)
+        try:
+            done = self.complete(kind, name, version)   # finished between our check and claim
+            yield None if done is None else self._reused(done)
+        finally:
+            self._held.discard(rel)
+            c.release()
+            self._prune(posixpath.dirname(rel), kind)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 300.0):
+        """A short exclusive section over every process using this store (re-entrant here)."""
+        key = f"lock:{name}"
+        if key in self._held:
+            yield
+            return
+        with Lock(self, name, timeout=timeout):
+            self._held.add(key)
+            try:
+                yield
+            finally:
+                self._held.discard(key)
 
     @contextlib.contextmanager
     def stage(self, kind: str, name: str, version: str):
-        """The staging location (a store-relative path) where a new version of ``kind/name`` is
-        written before :meth:`commit` makes it visible. Emptied on entry; removed again if the body
-        raises, so a failed write leaves the store as it was."""
+        """This writer's own staging location (a store-relative path) for a new version of
+        ``kind/name``, written before :meth:`commit` makes it visible. Removed if the body raises,
+        so a failed write leaves the store as it was; other writers' staging is never touched."""
         if self.complete(kind, name, version) is not None:
             raise StoreError(f"{kind}/{name} version {version} is already published")
-        staged = f"{STAGING}/{kind}/{name}/{version}.zarr"
-        self._remove(staged)
+        writer = f"{STAGING}/w-{uuid.uuid4().hex[:16]}"
+        staged = f"{writer}/{self._dataset(kind, name, version)}.zarr"
+        if self.protocol == "file":
+            # our own top folder first: from then on _staging/ is not empty, so no other writer's
+            # cleanup can remove a parent of what zarr is about to create
+            for _ in range(10):
+                try:
+                    os.makedirs(self.path(writer), exist_ok=True)
+                    break
+                except FileNotFoundError:
+                    continue
         try:
             yield staged
         except BaseException:
-            self._remove(staged)
+            self._discard(staged)
             raise
-        finally:
-            self._prune_staging()
 
-    def commit(self, kind: str, name: str, version: str, ds: xr.Dataset, *, attachments=None,
-               record: dict | None = None) -> Published:
-        """Make a staged, checked version visible: move it into place, write its attachments and
-        its record (the version is complete from then on), then point ``latest`` at it.
+    def commit(self, kind: str, name: str, version: str, ds: xr.Dataset, *, staged: str,
+               attachments=None, record: dict | None = None) -> Published:
+        """Make a staged version complete: check the staged Zarr against its metadata, move it into
+        place, check it again, write its attachments, manifest and record; release it if
+        ``auto_release``.
 
         ``ds``: the dataset (or a lazy template with the same variables and sizes) that was staged.
         """
-        rel = f"{kind}/{name}/{version}.zarr"
-        staged = f"{STAGING}/{rel}"
+        base = self._dataset(kind, name, version)
+        rel = f"{base}.zarr"
         if not self.exists(staged):
             raise StoreError(f"nothing staged for {kind}/{name} version {version}")
+        done = self.complete(kind, name, version)
+        if done is not None:       # another writer committed it first (a broken claim): keep it
+            self._discard(staged)
+            return self._reused(done)
+        try:
+            manifest = integrity.build_manifest(self, staged, list(ds.data_vars))
+        except BaseException:
+            self._discard(staged)
+            raise
         self._remove(rel)
         self._move(staged, rel)
-        self._prune_staging()
+        self._discard(staged)
+        problems = integrity.compare(manifest, integrity._listing(self, rel))
+        if problems:
+            raise StoreError(f"{self.uri(rel)} differs from what was staged after the move: "
+                             + "; ".join(problems[:3]))
         attached = {}
         for suffix, data in (attachments or {}).items():
-            attached[suffix] = self.write_bytes(f"{kind}/{name}/{version}.{suffix}", data)
+            attached[suffix] = self.write_bytes(f"{base}.{suffix}", data)
+        self.write_text(f"{base}.{integrity.MANIFEST_SUFFIX}", json.dumps(manifest))
         rec = {
             "kind": kind, "name": name, "version": version, "path": rel,
-            "created": _now(),
+            "created": _now(), "zarr_format": ZARR_FORMAT,
             "variables": sorted(ds.data_vars), "dims": {k: int(v) for k, v in ds.sizes.items()},
-            "attachments": {s: f"{kind}/{name}/{version}.{s}" for s in attached},
+            "attachments": {s: f"{base}.{s}" for s in attached},
+            "n_objects": manifest["n_objects"], "bytes": manifest["bytes"],
             **(record or {}),
         }
-        self.write_text(f"{kind}/{name}/{version}.json", json.dumps(rec, indent=2, default=str))
-        self.write_text(f"{kind}/{name}/latest.json", json.dumps({"version": version}))
-        return Published(kind, name, version, self.uri(rel), rec)
+        self.write_text(f"{base}.json", json.dumps(rec, indent=2, default=str))
+        p = Published(kind, name, version, self.uri(rel), rec)
+        if self.auto_release:
+            self.release([p])
+        return p
 
+    # --- versions ----------------------------------------------------------------------------
     def versions(self, kind: str, name: str) -> list[str]:
         """Complete versions (those with a record), oldest first by the time their record was
-        written (ties by id). Content-addressed ids do not sort by time: ``latest`` is the pointer,
+        written (ties by id). Content-addressed ids do not sort by time: ``latest`` is the release,
         not the last of this list."""
-        base = self.path(kind, name)
+        base = self.path(self._dataset(kind, name))
         self.fs.invalidate_cache(base)
         if not self.fs.exists(base):
             return []
         out = []
         for p in self.fs.ls(base, detail=False):
             leaf = posixpath.basename(p.rstrip("/"))
-            if leaf.endswith(".json") and leaf != "latest.json":
+            if leaf.endswith(".json") and not leaf.endswith(_SUFFIXES) and leaf != "latest.json":
                 v = leaf[:-5]
                 try:
                     created = _parse_time(
@@ -285,75 +430,152 @@ class Store:
                 out.append((created, v))
         return [v for _, v in sorted(out)]
 
-    def latest(self, kind: str, name: str) -> str | None:
-        rel = f"{kind}/{name}/latest.json"
-        self._fresh(rel)
-        if not self.exists(rel):
-            return None
-        return json.loads(self.read_text(rel))["version"]
-
     def complete(self, kind: str, name: str, version: str) -> Published | None:
         """The published version if it is complete (its record exists), else None."""
-        rel = f"{kind}/{name}/{version}.json"
+        rel = self._dataset(kind, name, version) + ".json"
         self._fresh(rel)
-        if not self.exists(rel):
+        try:
+            rec = self.read_json(rel)
+        except FileNotFoundError:
             return None
-        rec = json.loads(self.read_text(rel))
         return Published(kind, name, version, self.uri(rec["path"]), rec)
 
-    def set_latest(self, kind: str, name: str, version: str) -> None:
-        """Point ``latest`` at a complete version (one small atomic write; none if it already
-        points there)."""
-        if self.complete(kind, name, version) is None:
-            raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
-        if self.latest(kind, name) != version:
-            self.write_text(f"{kind}/{name}/latest.json", json.dumps({"version": version}))
-
     def reuse(self, kind: str, name: str, version: str) -> Published | None:
-        """If ``version`` is complete, make it ``latest`` and return it marked ``reused``; else
-        None (the caller computes and publishes it)."""
+        """If ``version`` is complete and intact, return it marked ``reused`` (released at once if
+        ``auto_release``); else None, and the caller computes and publishes it. A damaged version
+        (a listing that does not match its manifest) is quarantined first, so it is recomputed."""
         p = self.complete(kind, name, version)
         if p is None:
             return None
-        self.set_latest(kind, name, version)
+        problems = integrity.verify(self, kind, name, version)
+        if problems:
+            self.quarantine(kind, name, version, problems)
+            return None
+        return self._reused(p)
+
+    def _reused(self, p: Published) -> Published:
+        if self.auto_release:
+            self.release([p])
         return dataclasses.replace(p, reused=True)
+
+    def verify(self, kind: str, name: str, version: str, *, deep: bool = False) -> list[str]:
+        """Problems of a complete version (empty: intact); see :func:`integrity.verify`."""
+        return integrity.verify(self, kind, name, version, deep=deep)
+
+    def quarantine(self, kind: str, name: str, version: str, problems: list[str]) -> None:
+        """Take a damaged version out of use: its record becomes ``<version>.damaged.json`` (with
+        the problems found), so it is no longer complete and the next run recomputes it."""
+        base = self._dataset(kind, name, version)
+        log.warning("%s/%s %s is damaged (%s): quarantined, it will be recomputed", kind, name,
+                    version, "; ".join(problems[:3]))
+        try:
+            rec = self.read_json(f"{base}.json")
+        except (FileNotFoundError, StoreError):
+            rec = {}
+        self.write_text(f"{base}.damaged.json", json.dumps(
+            {**rec, "damaged": problems, "quarantined": _now()}, indent=2, default=str))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(f"{base}.json"))
+        self._fresh(f"{base}.json")
 
     def record(self, kind: str, name: str, version: str = "latest") -> dict:
         version = self.resolve(kind, name, version)
-        return json.loads(self.read_text(f"{kind}/{name}/{version}.json"))
+        return self.read_json(f"{self._dataset(kind, name, version)}.json")
 
     def resolve(self, kind: str, name: str, version: str = "latest") -> str:
         if version == "latest":
             v = self.latest(kind, name)
             if v is None:
-                raise StoreError(f"nothing published under {kind}/{name} in {self.url}")
+                raise StoreError(f"nothing published under {kind}/{name} in {self.url} (no "
+                                 "release names it)")
             return v
-        self._fresh(f"{kind}/{name}/{version}.json")
-        if not self.exists(f"{kind}/{name}/{version}.json"):
+        if self.complete(kind, name, version) is None:
             raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
         return version
 
     def open(self, kind: str, name: str, version: str = "latest", **kwargs) -> xr.Dataset:
         """Open a published version lazily (``latest`` by default)."""
         version = self.resolve(kind, name, version)
-        ds = self.open_zarr(f"{kind}/{name}/{version}.zarr", **kwargs)
+        ds = self.open_zarr(f"{self._dataset(kind, name, version)}.zarr", **kwargs)
         ds.attrs.setdefault("version", version)
         return ds
 
+    # --- releases ----------------------------------------------------------------------------
+    def current_release(self) -> dict:
+        """The current release record ({} if nothing was ever released)."""
+        rel = f"{RELEASES}/current.json"
+        self._fresh(rel)
+        try:
+            return self.read_json(rel)
+        except FileNotFoundError:
+            return {}
+
+    def latest(self, kind: str, name: str) -> str | None:
+        """The released version of ``kind/name`` (None if none is)."""
+        key = self._dataset(kind, name)
+        return self.current_release().get("datasets", {}).get(key)
+
+    def release(self, published: Iterable, *, replace: bool = False, note: str = "",
+                after=None) -> str:
+        """Make the given versions (Published or (kind, name, version)) ``latest`` together: one
+        atomic write of ``releases/current.json`` holding every dataset's version (the previous
+        release's, updated by these; or only these with ``replace``). Every version must be
+        complete and intact. ``after()`` runs inside the same store lock (the catalog), so two
+        processes releasing at once lose nothing. Returns the release id (unchanged if nothing
+        moved)."""
+        refs = [_ref(p) for p in published]
+        for kind, name, version in refs:
+            if self.complete(kind, name, version) is None:
+                raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
+        with self.lock("releases"):
+            cur = self.current_release()
+            datasets = {} if replace else dict(cur.get("datasets", {}))
+            datasets.update({self._dataset(k, n): v for k, n, v in refs})
+            rid = cur.get("release", "")
+            if datasets != cur.get("datasets"):
+                rid = new_version(prefix="r")
+                body = json.dumps({"release": rid, "created": _now(),
+                                   "parent": cur.get("release"), "note": note,
+                                   "datasets": dict(sorted(datasets.items()))}, indent=2)
+                self.write_text(f"{RELEASES}/{rid}.json", body)   # history first, then current
+                self.write_text(f"{RELEASES}/current.json", body)
+            if after is not None:
+                after()
+        return rid
+
+    def set_latest(self, kind: str, name: str, version: str) -> None:
+        """Point ``latest`` of one dataset at a complete version (a one-dataset release)."""
+        self.release([(kind, name, version)])
+
+    def releases(self) -> list[dict]:
+        """Every release, oldest first."""
+        base = self.path(RELEASES)
+        self.fs.invalidate_cache(base)
+        if not self.fs.exists(base):
+            return []
+        out = [self.read_json(f"{RELEASES}/{posixpath.basename(p)}")
+               for p in sorted(self.fs.ls(base, detail=False))
+               if posixpath.basename(p).startswith("r") and p.endswith(".json")]
+        return sorted(out, key=lambda r: _parse_time(r.get("created")))
+
+    def rollback(self, release_id: str, after=None) -> str:
+        """Make an earlier release current again (as a new release with the same datasets)."""
+        validate_name(release_id, "release id")
+        try:
+            old = self.read_json(f"{RELEASES}/{release_id}.json")
+        except FileNotFoundError:
+            raise StoreError(f"no release {release_id!r} in {self.url}") from None
+        refs = [(*k.split("/", 1), v) for k, v in old["datasets"].items()]
+        return self.release(refs, replace=True, note=f"rollback to {release_id}", after=after)
+
     def published(self) -> list[Published]:
-        """The latest complete version of every published dataset."""
+        """The released version of every dataset (the current release), sorted by kind and name."""
         out = []
-        for kind in ("inputs", "products"):
-            base = self.path(kind)
-            self.fs.invalidate_cache(base)
-            if not self.fs.exists(base):
-                continue
-            for p in sorted(self.fs.ls(base, detail=False)):
-                name = posixpath.basename(p.rstrip("/"))
-                v = self.latest(kind, name)
-                if v is not None:
-                    rec = self.record(kind, name, v)
-                    out.append(Published(kind, name, v, self.uri(rec["path"]), rec))
+        for key, v in sorted(self.current_release().get("datasets", {}).items()):
+            kind, name = key.split("/", 1)
+            p = self.complete(kind, name, v)
+            if p is not None:
+                out.append(p)
         return out
 
     # --- internals ---------------------------------------------------------------------------
@@ -362,23 +584,28 @@ class Store:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
-    def _prune_staging(self):
-        """Remove empty directories left under _staging/ (local disks; object stores have none),
-        so a failed publish leaves the store exactly as it was."""
+    def _discard(self, staged: str):
+        """Remove this writer's staging folder (``_staging/<writer>``) and nothing else; locally
+        also ``_staging`` itself once it is empty."""
+        writer = "/".join(staged.split("/")[:2])
+        self._remove(writer)
+        self._prune(STAGING)
+        self.fs.invalidate_cache()
+
+    def _prune(self, *rels: str):
+        """Remove the given folders if empty (local disks; object stores have none), so a failed
+        or waiting writer leaves no trace. Another writer creating files there meanwhile retries
+        its ``makedirs`` (:func:`~carbonsink.io.coordination.in_dir`), so the race is harmless."""
         if self.protocol != "file":
             return
-        top = self.path(STAGING)
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass  # not empty: a write in progress or a kept staged copy
+        for rel in rels:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path(rel))
 
     def _move(self, src_rel: str, dst_rel: str):
         src, dst = self.path(src_rel), self.path(dst_rel)
-        self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
         if self.protocol == "file":
-            os.rename(src, dst)  # atomic on one filesystem
+            in_dir(dst, lambda: os.rename(src, dst))  # atomic on one filesystem
         else:
             self.fs.copy(src, dst, recursive=True)
             self.fs.rm(src, recursive=True)

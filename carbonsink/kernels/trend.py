@@ -16,7 +16,9 @@ Mann–Kendall test can never reject (|Z| ≤ 1.04, p ≥ 0.30): it is conservat
 raise ``min_valid`` to require longer records.
 
 ``x`` (time values, e.g. years) defaults to 0..n−1 and must be finite and strictly increasing, so
-"later in ``x``" is "later in the series" for Mann–Kendall's signs. Outputs are float64.
+"later in ``x``" is "later in the series" for Mann–Kendall's signs. The OLS intercept is the fitted
+value at the series' first time value ``x[0]`` (the first year), for every pixel, also for one
+whose first valid step is later. Outputs are float64.
 """
 from __future__ import annotations
 
@@ -355,7 +357,8 @@ def _trend_core(y, x, min_valid, want_mk, want_sen, n_chunks,
                 n_valid, slope, intercept, p_ols, cv, sen, s_out, var_out, z_out, p_out):
     """Every §5 statistic of each pixel column of y (n, P) in one pass over its valid steps.
 
-    Always: n_valid, OLS slope/intercept, the slope's t-test p (df = n_valid − 2) and CV.
+    Always: n_valid, OLS slope/intercept (the fitted value at x[0], the series' first step), the
+    slope's t-test p (df = n_valid − 2) and CV.
     ``want_mk``: Mann–Kendall S, Var(S), Z, p; ``want_sen``: Sen's slope (the pair pass is shared;
     outputs not asked for are not written, so they may be empty arrays). Pixels with fewer than
     ``min_valid`` valid steps cost a NaN test per step and get NaN. Scratch buffers (valid values,
@@ -367,6 +370,9 @@ def _trend_core(y, x, min_valid, want_mk, want_sen, n_chunks,
     """
     n, npix = y.shape
     nan = np.nan
+    # the intercept's reference: the first time value of the series (not x = 0, which for calendar
+    # years is far outside the data: ≈ −1400 g m-2 for a 2000–2020 NEP series)
+    x0 = x[0] if n > 0 else 0.0
     npairs = max(n * (n - 1) // 2, 1)
     pairs_wanted = want_mk or want_sen
     for c in prange(n_chunks):
@@ -427,7 +433,7 @@ def _trend_core(y, x, min_valid, want_mk, want_sen, n_chunks,
             else:
                 b = sxy / sxx
                 slope[p] = b
-                intercept[p] = my - b * mx
+                intercept[p] = my - b * (mx - x0)
                 sse = max(syy - b * sxy, 0.0)  # Σ residual² = Syy − Sxy²/Sxx, clamped (roundoff)
                 se = math.sqrt(sse / (m - 2) / sxx)
                 # a perfect non-constant fit (se = 0) has t = ±∞ and p = 0
@@ -561,7 +567,8 @@ def ols_trend(y, x=None, min_valid: int = 3):
     """OLS trend per pixel (SCIENCE.md §5, seed 000 eq. 5): ``(slope, intercept, p_value)``.
 
     θ = (n·Σxᵢyᵢ − Σxᵢ·Σyᵢ)/(n·Σxᵢ² − (Σxᵢ)²) over the pixel's valid steps (computed in the
-    algebraically identical centred form); intercept at x = 0 of the given ``x``; p from the two-sided
+    algebraically identical centred form); intercept = the fitted value at ``x[0]``, the series'
+    first time value (0 when ``x`` is None), for every pixel; p from the two-sided
     t-test of θ = 0 with df = n_valid − 2 (as ``scipy.stats.linregress``).
 
     A perfect non-constant fit (zero residual variance) gives p = 0; a constant series gives slope 0,

@@ -192,8 +192,14 @@ def compute_trends(da: xr.DataArray, dim: str = "year", *, alpha: float = 0.05,
     rate = per_year_units(units)
     name = da.name or "variable"
     ds["slope"].attrs = {"units": rate, "long_name": f"OLS trend of {name}"}
-    ds["intercept"].attrs = {"units": units or "1",
-                             "long_name": f"OLS intercept of {name} at {dim} = 0"}
+    # the kernel's intercept is the fitted value at x[0], the first year of the series (at year 0
+    # it would be an extrapolation across two millennia)
+    first = int(x[0]) if x[0] == int(x[0]) else float(x[0])
+    ds["intercept"].attrs = {
+        "units": units or "1",
+        "long_name": f"OLS fitted value of {name} at the first {dim} ({first})",
+        f"reference_{dim}": first,
+        "comment": f"OLS line: {name} = intercept + slope * ({dim} - {first})"}
     ds["p_value"].attrs = {"units": "1", "long_name": "two-sided t-test p-value of the OLS slope "
                            "(df = n - 2)"}
     if robust:

@@ -10,6 +10,8 @@ import re
 import time
 
 import pytest
+
+from carbonsink.io.store import Store
 from _bench import benchmark_module
 
 pytestmark = pytest.mark.integration
@@ -56,8 +58,8 @@ def test_benchmark_1deg_two_years(bench, tmp_path, capsys):
     assert code == 0, out
     _check_report(out, grid="1deg", nyears=2)
     # the store given with --store is kept and holds both published versions
-    assert (tmp_path / "inputs" / "synthetic" / "latest.json").exists()
-    assert (tmp_path / "products" / "nep" / "latest.json").exists()
+    assert Store(str(tmp_path)).latest("inputs", "synthetic") is not None
+    assert Store(str(tmp_path)).latest("products", "nep") is not None
     print(f"benchmark at 1° for 2 years: {elapsed:.1f} s")  # ~15 s on 2 idle cores
 
 

@@ -64,25 +64,29 @@ def test_failed_attachment_leaves_no_version(tmp_path):
     with pytest.raises(ValueError, match="table failed"):
         store.publish(_ds(), "products", "p", attachments=attach)
     assert store.versions("products", "p") == [] and store.latest("products", "p") is None
-    assert not (tmp_path / "s" / "products").exists()
+    assert not [f for f in (tmp_path / "s").rglob("*") if f.is_file()]   # not one file written
 
 
-def test_pointer_is_written_last(tmp_path, monkeypatch):
-    """Up to the moment the latest pointer is written, consumers still resolve the old version."""
+def test_release_is_written_last(tmp_path, monkeypatch):
+    """Up to the moment the current release is written, consumers still resolve the old version;
+    the record and manifest of the new one exist before."""
     store = Store(str(tmp_path / "s"))
     old = store.publish(_ds(1), "products", "p")
     seen = []
     real = store.write_text
 
     def spy(rel, text):
-        if rel.endswith("latest.json"):
+        if rel == "releases/current.json":
             seen.append(store.latest("products", "p"))
+            assert len(store.versions("products", "p")) == 2
         return real(rel, text)
     monkeypatch.setattr(store, "write_text", spy)
     new = store.publish(_ds(2), "products", "p")
     assert seen == [old.version] and store.latest("products", "p") == new.version
-    assert json.loads((tmp_path / "s/products/p/latest.json").read_text()) == {
-        "version": new.version}
+    current = json.loads((tmp_path / "s/releases/current.json").read_text())
+    assert current["datasets"] == {"products/p": new.version}
+    assert (tmp_path / f"s/releases/{current['release']}.json").exists()     # kept: history
+    assert not list((tmp_path / "s").rglob("latest.json"))
 
 
 def test_version_ids_sort_by_time_and_are_unique():
@@ -128,7 +132,7 @@ def test_versions_order_by_record_time_not_by_its_spelling(tmp_path):
 def test_stage_and_commit_are_the_publish_steps(tmp_path):
     store = Store(str(tmp_path / "s"))
     with pytest.raises(StoreError, match="nothing staged"):
-        store.commit("products", "p", "v1", _ds(1))
+        store.commit("products", "p", "v1", _ds(1), staged="_staging/w-x/products/p/v1.zarr")
     with pytest.raises(RuntimeError, match="halfway"):
         with store.stage("products", "p", "v1") as staged:
             store.write_zarr(_ds(3), staged)
@@ -137,7 +141,7 @@ def test_stage_and_commit_are_the_publish_steps(tmp_path):
     with store.stage("products", "p", "v1") as staged:
         store.write_zarr(_ds(3), staged)
     assert store.latest("products", "p") is None          # staged is not visible
-    pub = store.commit("products", "p", "v1", _ds(3), record={"k": 1})
+    pub = store.commit("products", "p", "v1", _ds(3), staged=staged, record={"k": 1})
     assert store.latest("products", "p") == "v1" and pub.record["k"] == 1
     assert float(store.open("products", "p").a.mean()) == 3.0
     with pytest.raises(StoreError, match="already published"):

@@ -324,8 +324,9 @@ def test_rerun_after_the_outage_resumes_and_survives_a_killed_worker_identical_t
     with Client(str(prefect_dask_cluster), set_as_default=False, timeout=30) as client:
         while killed is None:
             assert time.monotonic() < deadline, "the karst task never ran"
-            if any(t.state.is_running() for t in task_states(deployments.server, fr.id)
-                   .get("karst", [])):
+            # a task run is created before its first state is set: state None until then
+            if any(t.state is not None and t.state.is_running()
+                   for t in task_states(deployments.server, fr.id).get("karst", [])):
                 time.sleep(1.0)     # into the training and prediction of the ionic strength
                 busy = client.processing()
                 target = max(busy, key=lambda w: len(busy[w]))

@@ -15,7 +15,7 @@ def test_defaults_and_precedence(tmp_path):
                         "cluster: {n_workers: 3}\n")
     env = {"CARBONSINK_GRID": "0.5", "CARBONSINK_SCHEDULER": "tcp://127.0.0.1:8786"}
     cfg = load_config(cfg_file, env=env, years="2002-2003")
-    assert cfg.grid == "0.5"                      # env over YAML
+    assert cfg.grid == "0.5deg"                   # env over YAML (canonical spelling)
     assert cfg.years == (2002, 2003)              # explicit over env/YAML
     assert cfg.cluster.n_workers == 3             # YAML over default
     assert cfg.cluster.scheduler == "tcp://127.0.0.1:8786"
