@@ -10,8 +10,9 @@ writing. Here:
 - :class:`Claim` is held by the one writer computing a version: an exclusive ``<version>.claim``
   object with the holder's token and a heartbeat (rewritten every ``HEARTBEAT_S`` by a thread).
   Another writer that finds a live claim waits for the version to become complete and reuses it;
-  if the holder died (heartbeat older than ``CLAIM_TTL_S``, e.g. after SIGKILL) or gave up (the
-  claim disappears without a record), the waiter takes the claim over and computes it itself.
+  if the holder died (heartbeat older than ``CLAIM_TTL_S``, or at once when its pid on the same
+  host is gone, e.g. after SIGKILL) or gave up (the claim disappears without a record), the waiter
+  takes the claim over and computes it itself.
 - :class:`Lock` serialises short read-modify-write steps (the release record, the catalog) with the
   same claim object and a shorter time-to-live.
 
@@ -86,6 +87,25 @@ def _read_json(store, rel: str) -> dict | None:
         return None   # gone, or caught half-written by a non-atomic filesystem: look again
 
 
+def _pid_alive(pid) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, TypeError, ValueError):
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def _dead(held: dict, ttl: float) -> bool:
+    """Whether a claim's holder is gone: its heartbeat is older than ``ttl``, or it ran on this
+    host under a pid that no longer lives (a SIGKILLed run is recognised at once)."""
+    if time.time() - float(held.get("heartbeat", 0)) > ttl:
+        return True
+    return held.get("host") == socket.gethostname() and not _pid_alive(held.get("pid"))
+
+
 class Claim:
     """An exclusive, heart-beaten hold on ``rel`` (see module doc). Use :meth:`acquire` in a loop
     with a ``done()`` check, or the helper :func:`claim_or_wait`."""
@@ -111,7 +131,7 @@ class Claim:
         held = _read_json(self.store, self.rel)
         if held is None:
             return False     # released between our create and our read: next round takes it
-        if time.time() - float(held.get("heartbeat", 0)) > self.ttl:
+        if _dead(held, self.ttl):
             # the holder stopped beating (killed): break the claim; the next create decides
             try:
                 self.store.fs.rm(self.store.path(self.rel))

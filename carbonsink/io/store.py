@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import json
 import logging
 import os
 import posixpath
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import fsspec
@@ -52,6 +50,8 @@ from . import integrity
 from .coordination import POLL_S, Claim, Lock, in_dir
 from .errors import StoreError
 from .names import validate_key, validate_kind, validate_name, validate_version
+from .releases import ReleasesMixin
+from .timestamps import EPOCH, new_version, now, parse_time
 
 log = logging.getLogger("carbonsink")
 
@@ -59,7 +59,6 @@ log = logging.getLogger("carbonsink")
 # QGIS users are a large share of this field's users. v3 once GDAL >= 3.13 can be assumed.
 ZARR_FORMAT = 2
 STAGING = "_staging"
-RELEASES = "releases"
 _SUFFIXES = (".manifest.json", ".damaged.json")
 
 
@@ -77,35 +76,7 @@ class Published:
         return f"{self.kind}/{self.name}"
 
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-
-
-def _now() -> str:
-    """The one timestamp format of version records (UTC, microseconds)."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
-
-
-def _parse_time(text) -> _dt.datetime:
-    """A record's ``created`` as an aware datetime (records of any ISO precision compare
-    correctly; as strings "12:00:01+00:00" sorts before "12:00:01.5+00:00")."""
-    if not text:
-        return _EPOCH
-    t = _dt.datetime.fromisoformat(str(text))
-    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
-
-
-def new_version(tag: str | None = None, prefix: str = "v") -> str:
-    """Sortable id: UTC timestamp (µs) plus a content tag or a random suffix."""
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{prefix}{stamp}-{(tag or uuid.uuid4().hex)[:8]}"
-
-
-def _ref(p) -> tuple[str, str, str]:
-    """(kind, name, version) of a Published or a tuple."""
-    return (p.kind, p.name, p.version) if isinstance(p, Published) else tuple(p)
-
-
-class Store:
+class Store(ReleasesMixin):
     """A store root URL plus storage options (kept out of every repr and record).
 
     ``auto_release``: whether each commit (and reuse) is released at once; runs of several datasets
@@ -396,7 +367,7 @@ class Store:
         self.write_text(f"{base}.{integrity.MANIFEST_SUFFIX}", json.dumps(manifest))
         rec = {
             "kind": kind, "name": name, "version": version, "path": rel,
-            "created": _now(), "zarr_format": ZARR_FORMAT,
+            "created": now(), "zarr_format": ZARR_FORMAT,
             "variables": sorted(ds.data_vars), "dims": {k: int(v) for k, v in ds.sizes.items()},
             "attachments": {s: f"{base}.{s}" for s in attached},
             "n_objects": manifest["n_objects"], "bytes": manifest["bytes"],
@@ -423,10 +394,10 @@ class Store:
             if leaf.endswith(".json") and not leaf.endswith(_SUFFIXES) and leaf != "latest.json":
                 v = leaf[:-5]
                 try:
-                    created = _parse_time(
+                    created = parse_time(
                         json.loads(self.read_text(f"{kind}/{name}/{leaf}")).get("created"))
                 except (OSError, ValueError):
-                    created = _EPOCH
+                    created = EPOCH
                 out.append((created, v))
         return [v for _, v in sorted(out)]
 
@@ -473,7 +444,7 @@ class Store:
         except (FileNotFoundError, StoreError):
             rec = {}
         self.write_text(f"{base}.damaged.json", json.dumps(
-            {**rec, "damaged": problems, "quarantined": _now()}, indent=2, default=str))
+            {**rec, "damaged": problems, "quarantined": now()}, indent=2, default=str))
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(f"{base}.json"))
         self._fresh(f"{base}.json")
@@ -499,84 +470,6 @@ class Store:
         ds = self.open_zarr(f"{self._dataset(kind, name, version)}.zarr", **kwargs)
         ds.attrs.setdefault("version", version)
         return ds
-
-    # --- releases ----------------------------------------------------------------------------
-    def current_release(self) -> dict:
-        """The current release record ({} if nothing was ever released)."""
-        rel = f"{RELEASES}/current.json"
-        self._fresh(rel)
-        try:
-            return self.read_json(rel)
-        except FileNotFoundError:
-            return {}
-
-    def latest(self, kind: str, name: str) -> str | None:
-        """The released version of ``kind/name`` (None if none is)."""
-        key = self._dataset(kind, name)
-        return self.current_release().get("datasets", {}).get(key)
-
-    def release(self, published: Iterable, *, replace: bool = False, note: str = "",
-                after=None) -> str:
-        """Make the given versions (Published or (kind, name, version)) ``latest`` together: one
-        atomic write of ``releases/current.json`` holding every dataset's version (the previous
-        release's, updated by these; or only these with ``replace``). Every version must be
-        complete and intact. ``after()`` runs inside the same store lock (the catalog), so two
-        processes releasing at once lose nothing. Returns the release id (unchanged if nothing
-        moved)."""
-        refs = [_ref(p) for p in published]
-        for kind, name, version in refs:
-            if self.complete(kind, name, version) is None:
-                raise StoreError(f"{kind}/{name} has no complete version {version!r} in {self.url}")
-        with self.lock("releases"):
-            cur = self.current_release()
-            datasets = {} if replace else dict(cur.get("datasets", {}))
-            datasets.update({self._dataset(k, n): v for k, n, v in refs})
-            rid = cur.get("release", "")
-            if datasets != cur.get("datasets"):
-                rid = new_version(prefix="r")
-                body = json.dumps({"release": rid, "created": _now(),
-                                   "parent": cur.get("release"), "note": note,
-                                   "datasets": dict(sorted(datasets.items()))}, indent=2)
-                self.write_text(f"{RELEASES}/{rid}.json", body)   # history first, then current
-                self.write_text(f"{RELEASES}/current.json", body)
-            if after is not None:
-                after()
-        return rid
-
-    def set_latest(self, kind: str, name: str, version: str) -> None:
-        """Point ``latest`` of one dataset at a complete version (a one-dataset release)."""
-        self.release([(kind, name, version)])
-
-    def releases(self) -> list[dict]:
-        """Every release, oldest first."""
-        base = self.path(RELEASES)
-        self.fs.invalidate_cache(base)
-        if not self.fs.exists(base):
-            return []
-        out = [self.read_json(f"{RELEASES}/{posixpath.basename(p)}")
-               for p in sorted(self.fs.ls(base, detail=False))
-               if posixpath.basename(p).startswith("r") and p.endswith(".json")]
-        return sorted(out, key=lambda r: _parse_time(r.get("created")))
-
-    def rollback(self, release_id: str, after=None) -> str:
-        """Make an earlier release current again (as a new release with the same datasets)."""
-        validate_name(release_id, "release id")
-        try:
-            old = self.read_json(f"{RELEASES}/{release_id}.json")
-        except FileNotFoundError:
-            raise StoreError(f"no release {release_id!r} in {self.url}") from None
-        refs = [(*k.split("/", 1), v) for k, v in old["datasets"].items()]
-        return self.release(refs, replace=True, note=f"rollback to {release_id}", after=after)
-
-    def published(self) -> list[Published]:
-        """The released version of every dataset (the current release), sorted by kind and name."""
-        out = []
-        for key, v in sorted(self.current_release().get("datasets", {}).items()):
-            kind, name = key.split("/", 1)
-            p = self.complete(kind, name, v)
-            if p is not None:
-                out.append(p)
-        return out
 
     # --- internals ---------------------------------------------------------------------------
     def _remove(self, rel: str):

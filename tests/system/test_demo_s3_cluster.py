@@ -177,11 +177,13 @@ def test_no_secret_in_output_records_catalog_or_attrs(demo, dask_cluster, moto_s
     root = f"{moto_s3.bucket}/{PREFIX}"
     assert f"{root}/catalog.yaml" in objects
     records = [o for o in objects if o.endswith(".json") and ".zarr/" not in o]
-    zarr_meta = [o for o in objects if o.endswith("zarr.json")]
+    zarr_meta = [o for o in objects if o.endswith((".zarray", ".zattrs", ".zgroup"))]
     # inputs (synthetic, regions) and products (nep, nep_pei, karst, sink, trends ×2,
-    # attribution ×2): one latest pointer each
-    assert sum(o.endswith("/latest.json") for o in records) == 10
-    assert len(records) >= 8          # 4 version records + 4 latest pointers
+    # attribution ×2): one version each, all in the one release
+    release = json.loads(fs.cat_file(f"{root}/releases/current.json"))
+    assert len(release["datasets"]) == 10, release
+    assert sum(o.endswith(".manifest.json") for o in records) == 10
+    assert len(records) >= 22         # 10 records + 10 manifests + the release (current + history)
     assert len(zarr_meta) >= 4 * 3    # group + arrays of 4 datasets
     assert not [o for o in objects if "/_staging/" in o], "staging left behind"
     for path in [f"{root}/catalog.yaml", *records, *zarr_meta,

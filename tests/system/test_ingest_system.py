@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import logging
 import os
 import sys
@@ -275,8 +276,8 @@ def test_append_copies_earlier_chunks_server_side(s3_created, sources, aws_env, 
     v1 = first.version
     base = f"{aws_env.bucket}/ingest/inputs/observed"
     old = _listing(aws_env, f"ingest/inputs/observed/{v1}.zarr")
-    old_chunks = {k: v for k, v in old.items()
-                  if any(f"/{v1}.zarr/{var}/c/" in k for var in VARS)}
+    old_chunks = {k: v for k, v in old.items()       # Zarr v2 chunk keys: <var>/<i>.<j>[.<k>]
+                  if any(re.search(rf"/{v1}\.zarr/{var}/\d+(\.\d+)*$", k) for var in VARS)}
     assert len(old_chunks) >= 8, sorted(old)
     path = _write_manifest(sources, (YEARS[0], NEXT), name="manifest-2002.yaml")
 
@@ -295,7 +296,8 @@ def test_append_copies_earlier_chunks_server_side(s3_created, sources, aws_env, 
         assert new.get(k.replace(f"/{v1}.zarr/", f"/{v2}.zarr/")) == (size, etag), k
     # ... put there by server-side copies only: staged from the earlier version by CopyObject,
     # never uploaded (no chunk data of earlier years went through the client or a worker)
-    staged = f"{aws_env.bucket}/ingest/_staging/inputs/observed/{v2}.zarr/"
+    staged = next(re.match(rf".*/_staging/w-[0-9a-f]+/inputs/observed/{v2}\.zarr/", dst).group(0)
+                  for _, dst in server_writes.copies if "/_staging/" in dst)    # this writer's
     rel = {k.split(f"/{v1}.zarr/", 1)[1] for k in old_chunks}
     copied = {dst[len(staged):] for src, dst in server_writes.copies
               if dst.startswith(staged) and src.startswith(f"{base}/{v1}.zarr/")}
@@ -305,14 +307,21 @@ def test_append_copies_earlier_chunks_server_side(s3_created, sources, aws_env, 
     # the uploads are metadata, coordinates and the new year's chunks only (chunk index 2 along
     # time/year for the time series; the static layers are not written again)
     for k in uploaded:
-        parts = k.split("/")
-        if len(parts) > 2 and parts[1] == "c" and parts[0] in VARS:
-            assert parts[0] in ("npp", "tas", "pr", "rsds", "aet") and parts[2] == "2", k
-    assert {f"{v}/c/2/0/0" for v in ("npp", "tas", "pr", "rsds", "aet")} <= uploaded
-    # nothing else was uploaded: the version is moved into place by server-side copies too
-    others = {k for k, _ in server_writes.uploads if not k.startswith(staged)}
-    assert others == {f"{base}/{v2}.json", f"{base}/{v2}.river_chemistry.csv",
-                      f"{base}/latest.json", f"{aws_env.bucket}/ingest/catalog.yaml"}, others
+        var, _, key = k.partition("/")
+        if var in VARS and re.fullmatch(r"\d+(\.\d+)*", key):
+            assert var in ("npp", "tas", "pr", "rsds", "aet") and key.split(".")[0] == "2", k
+    assert {f"{v}/2.0.0" for v in ("npp", "tas", "pr", "rsds", "aet")} <= uploaded
+    # nothing else was uploaded: the version is moved into place by server-side copies too; the
+    # small objects are its record, table and manifest, the release and the catalog (plus the
+    # claim on the version id and the release lock, both gone again)
+    root = f"{aws_env.bucket}/ingest"
+    others = {k for k, _ in server_writes.uploads if not k.startswith(staged)
+              and not k.endswith((f"/{v2}.claim", "/_locks/releases.lock"))}
+    releases = {k for k in others if k.startswith(f"{root}/releases/")}
+    assert f"{root}/releases/current.json" in releases and len(releases) == 2, releases
+    assert others - releases == {f"{base}/{v2}.json", f"{base}/{v2}.river_chemistry.csv",
+                                 f"{base}/{v2}.manifest.json", f"{root}/catalog.yaml"}, others
+    assert not [o for o in aws_env.objects() if o.endswith((".claim", ".lock"))]
     moved = {dst for _, dst in server_writes.copies if dst.startswith(f"{base}/{v2}.zarr/")}
     assert moved == set(new)
     assert len(new) == len(old) + 5, (len(new), len(old))   # + one chunk per time series
@@ -407,7 +416,7 @@ def test_sources_on_s3_with_keys_from_the_environment_only(sources, reference, a
         "scheduler/worker logs": dask_cluster.logs(),
     }
     objects = sorted(aws_env.objects("from-s3"))
-    assert any(o.endswith("/latest.json") for o in objects)
+    assert any(o.endswith("/releases/current.json") for o in objects)
     assert any(o.endswith("catalog.yaml") for o in objects)
     for o in objects:
         if o.endswith((".json", ".yaml", ".csv")):
@@ -503,5 +512,5 @@ def test_bad_input_leaves_the_bucket_listing_identical(case, s3_created, sources
     # staged objects were there and were removed
     written = [k for k, _ in server_writes.uploads] + [k for _, k in server_writes.copies]
     staged = [k for k in written if "/_staging/" in k]
-    assert any("/aet/c/" in k for k in staged), staged
+    assert any(re.search(r"/aet/\d+\.\d+\.\d+$", k) for k in staged), staged
     assert_no_worker_died(dask_cluster)
