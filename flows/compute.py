@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from carbonsink import pipeline
+from carbonsink.io.names import validate_name, validate_prefix, validate_version
 from flows._common import (DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_SECONDS, dask_task_runner,
                            run_config, ship_by_value)
 from flows.tasks import (outcome, publish_catalog, published_inputs, submit_products,
@@ -25,6 +26,10 @@ def compute(store: str | None = None, grid: str | None = None, years: str | None
     settings = dict(config=config, store=store, grid=grid, years=years, rh_model=rh_model,
                     seed=seed, chunk_mb=chunk_mb, scheduler=scheduler, n_workers=n_workers)
     cfg = run_config(**settings)
+    # names become store paths: refuse '../x' and the like before anything runs
+    validate_name(inputs, "inputs name")
+    validate_version(inputs_version)
+    validate_prefix(prefix or "")
     get_run_logger().info("carbonsink products from inputs/%s@%s in %s, dask %s", inputs,
                           inputs_version, cfg.store, cfg.cluster.scheduler or
                           f"local cluster of {cfg.cluster.n_workers} workers")

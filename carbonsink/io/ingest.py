@@ -75,6 +75,7 @@ from ..grid import Grid, get_grid
 from . import readers as rd
 from . import regrid as rg
 from .manifest import MONTHLY, Manifest, UnitPlan, _template_fields, load_manifest, unit_plan
+from .names import validate_name
 from .store import (ZARR_FORMAT, Published, Store, StoreError, _prepare_for_zarr,
                     compute_default, new_version)
 from .validate import (OPTIONAL, REQUIRED, SCHEMA, InputError, check_value_stats,
@@ -1054,7 +1055,7 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     t0 = _time.perf_counter()
     m = load_manifest(manifest)
     store = store if isinstance(store, Store) else Store(store)
-    name = name or m.name
+    name = validate_name(name or m.name, "inputs name")   # a store path: checked before any work
     grid = get_grid(m.grid)
     years = m.year_list
     land, land_info, land_plan = _land_mask(m, grid)
