@@ -22,6 +22,7 @@ delete); two breakers can both delete it, but only one of them then creates it a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -31,7 +32,11 @@ import uuid
 from .errors import StoreError
 from .names import validate_key
 
-CLAIM_TTL_S = 120.0      # a claim whose heartbeat is older than this belongs to a dead writer
+log = logging.getLogger("carbonsink")
+
+# a claim whose heartbeat is older than this (4.5 missed beats) belongs to a writer that died, or
+# that failed and could not remove it (the object store was down at that moment)
+CLAIM_TTL_S = 45.0
 HEARTBEAT_S = 10.0
 LOCK_TTL_S = 60.0
 POLL_S = 0.5
@@ -166,15 +171,21 @@ class Claim:
         return held is not None and held.get("token") == self.token
 
     def release(self):
+        """Stop beating and remove the claim if it is still ours. Best effort: when the store is
+        unreachable the claim stays and goes stale after ``ttl`` (the caller's own error, which is
+        what matters, is not replaced by this one)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        held = _read_json(self.store, self.rel)
-        if held is not None and held.get("token") == self.token:
-            try:
+        try:
+            held = _read_json(self.store, self.rel)
+            if held is not None and held.get("token") == self.token:
                 self.store.fs.rm(self.store.path(self.rel))
-            except FileNotFoundError:
-                pass
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # noqa: BLE001 - see docstring
+            log.warning("could not remove %s (%s: %s); it expires in %.0f s", self.rel,
+                        type(e).__name__, e, self.ttl)
 
 
 class Lock:

@@ -313,11 +313,16 @@ class Store(ReleasesMixin):
     def stage(self, kind: str, name: str, version: str):
         """This writer's own staging location (a store-relative path) for a new version of
         ``kind/name``, written before :meth:`commit` makes it visible. Removed if the body raises,
-        so a failed write leaves the store as it was; other writers' staging is never touched."""
+        so a failed write leaves the store as it was. Another writer's staging is touched only
+        when this writer holds the claim on the same version: a staged copy of it left by a writer
+        that failed without cleaning up (the store was unreachable, the process was killed) is
+        removed then."""
         if self.complete(kind, name, version) is not None:
             raise StoreError(f"{kind}/{name} version {version} is already published")
         writer = f"{STAGING}/w-{uuid.uuid4().hex[:16]}"
         staged = f"{writer}/{self._dataset(kind, name, version)}.zarr"
+        if self._dataset(kind, name, version) + ".claim" in self._held:
+            self._sweep_abandoned(kind, name, version)
         if self.protocol == "file":
             # our own top folder first: from then on _staging/ is not empty, so no other writer's
             # cleanup can remove a parent of what zarr is about to create
@@ -484,6 +489,15 @@ class Store(ReleasesMixin):
         self._remove(writer)
         self._prune(STAGING)
         self.fs.invalidate_cache()
+
+    def _sweep_abandoned(self, kind: str, name: str, version: str):
+        """Remove every staged copy of ``version`` (the caller holds its claim, so none is live)."""
+        pattern = self.path(STAGING, "*", kind, name, f"{version}.zarr")
+        self.fs.invalidate_cache(self.path(STAGING))
+        for path in self.fs.glob(pattern):
+            rel = posixpath.relpath(path, self.root)
+            log.info("removing %s, left by a writer that failed", rel)
+            self._discard(rel)
 
     def _prune(self, *rels: str):
         """Remove the given folders if empty (local disks; object stores have none), so a failed

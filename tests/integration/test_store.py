@@ -1,5 +1,6 @@
 """Store layer: atomic versioned publish, latest, failures leave nothing visible."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -147,3 +148,76 @@ def test_stage_and_commit_are_the_publish_steps(tmp_path):
     with pytest.raises(StoreError, match="already published"):
         with store.stage("products", "p", "v1"):
             pass
+
+
+def test_a_second_writer_of_the_same_version_waits_and_reuses_the_first(tmp_path):
+    """Two writers (two Store instances, as two processes would have) of one content-addressed
+    version: the second finds the first's claim, waits, and returns its result without writing."""
+    import threading
+
+    a, b = Store(str(tmp_path / "s")), Store(str(tmp_path / "s"))
+    entered, results = threading.Event(), {}
+
+    def first():
+        with a.claim("products", "p", "c-1") as done:
+            assert done is None
+            entered.set()
+            time.sleep(1.5)               # computing, while the second writer arrives
+            results["a"] = a.publish(_ds(1), "products", "p", version="c-1")
+    t = threading.Thread(target=first)
+    t.start()
+    entered.wait(10)
+    results["b"] = b.publish(_ds(2), "products", "p", version="c-1")   # would write 2s
+    t.join()
+    assert not results["a"].reused and results["b"].reused
+    assert float(b.open("products", "p").a.mean()) == 1.0 and b.versions("products", "p") == ["c-1"]
+    assert b.verify("products", "p", "c-1") == []
+    assert not list((tmp_path / "s").rglob("*.claim"))
+
+
+def test_a_dead_writers_claim_and_staging_are_taken_over(tmp_path):
+    """A writer SIGKILLed mid-write leaves its claim (a pid that no longer lives) and its staged
+    copy: the next writer takes the claim at once and removes the abandoned copy."""
+    import subprocess
+    import sys
+
+    store = Store(str(tmp_path / "s"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    claim = tmp_path / "s/products/p/c-1.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_text(json.dumps({"token": "x", "host": __import__("socket").gethostname(),
+                                 "pid": int(dead), "heartbeat": time.time()}))
+    junk = tmp_path / "s/_staging/w-deadbeef/products/p/c-1.zarr/a/0.0"
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(b"half")
+    t0 = time.monotonic()
+    p = store.publish(_ds(3), "products", "p", version="c-1")
+    assert time.monotonic() - t0 < 20 and not p.reused          # no wait for the heartbeat TTL
+    assert not claim.exists() and not (tmp_path / "s/_staging").exists()
+    assert float(store.open("products", "p").a.mean()) == 3.0
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "/abs", "", ".hidden", "x y", "..", "~"])
+def test_names_that_would_leave_the_store_are_refused(tmp_path, name):
+    store = Store(str(tmp_path / "s"))
+    with pytest.raises(ValueError, match="invalid"):
+        store.publish(_ds(1), "products", name)
+    with pytest.raises(ValueError, match="invalid"):
+        store.latest("inputs", name)
+    assert not [f for f in tmp_path.rglob("*") if f.is_file()]
+
+
+def test_damaged_versions_are_found_and_never_reused(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    p = store.publish(_ds(1), "products", "p", version="c-1")
+    assert store.verify("products", "p", "c-1") == []
+    chunk = next((tmp_path / "s/products/p/c-1.zarr/a").glob("0.*"))
+    chunk.write_bytes(chunk.read_bytes()[:-3])                    # truncated
+    problems = store.verify("products", "p", "c-1")
+    assert problems and "truncated" in problems[0]
+    assert store.reuse("products", "p", "c-1") is None           # quarantined, not reused
+    assert (tmp_path / "s/products/p/c-1.damaged.json").exists()
+    q = store.publish(_ds(1), "products", "p", version="c-1")     # recomputed under the same id
+    assert not q.reused and store.verify("products", "p", "c-1") == []
+    assert float(store.open("products", "p").a.mean()) == 1.0 and p.version == q.version
