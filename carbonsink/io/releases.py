@@ -6,7 +6,9 @@ records)."""
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import time
 from collections.abc import Iterable
 
 from .errors import StoreError
@@ -62,7 +64,27 @@ class ReleasesMixin:
                 self.write_text(f"{RELEASES}/current.json", body)
             if after is not None:
                 after()
+            self._sweep_temporaries(["", RELEASES, *datasets])
         return rid
+
+    def _sweep_temporaries(self, rels, older_than_s: float = 600.0):
+        """Remove ``*.tmp`` files (of small writes cut short by a killed process) older than
+        ``older_than_s`` from the given folders of a local store; in-flight ones are younger."""
+        if self.protocol != "file":
+            return
+        limit = time.time() - older_than_s
+        for rel in rels:
+            try:
+                entries = list(os.scandir(self.path(rel) if rel else self.root))
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.endswith(".tmp") and e.is_file():
+                    try:
+                        if e.stat().st_mtime < limit:
+                            os.remove(e.path)
+                    except OSError:
+                        pass
 
     def set_latest(self, kind: str, name: str, version: str) -> None:
         """Point ``latest`` of one dataset at a complete version (a one-dataset release)."""

@@ -221,3 +221,16 @@ def test_damaged_versions_are_found_and_never_reused(tmp_path):
     q = store.publish(_ds(1), "products", "p", version="c-1")     # recomputed under the same id
     assert not q.reused and store.verify("products", "p", "c-1") == []
     assert float(store.open("products", "p").a.mean()) == 1.0 and p.version == q.version
+
+
+def test_a_release_sweeps_old_temporaries_of_killed_writes(tmp_path):
+    import os
+
+    store = Store(str(tmp_path / "s"))
+    store.publish(_ds(1), "products", "p")
+    old, young = tmp_path / "s/catalog.yaml.abc.tmp", tmp_path / "s/products/p/x.json.def.tmp"
+    for f in (old, young):
+        f.write_text("cut short")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    store.publish(_ds(2), "products", "p")                 # released: sweeps
+    assert not old.exists() and young.exists()              # an in-flight write is left alone
