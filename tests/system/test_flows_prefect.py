@@ -343,8 +343,17 @@ def test_rerun_after_the_outage_resumes_and_survives_a_killed_worker_identical_t
     deadline = time.monotonic() + RUN_TIMEOUT
     with Client(str(prefect_dask_cluster), set_as_default=False, timeout=30) as client:
         while killed is None:
-            assert time.monotonic() < deadline, f"none of {targets} was seen running"
             states = task_states(deployments.server, fr.id)
+            seen = {n: [(t.state.name if t.state else None) for t in runs]
+                    for n, runs in states.items()}
+            assert time.monotonic() < deadline, (
+                f"none of {targets} was seen running: {seen}\n"
+                f"{deployments.logs()[-6000:]}")
+            with deployments.server.settings(), _api(deployments.server) as c:
+                flow_state = c.read_flow_run(fr.id).state
+            assert flow_state is None or not flow_state.is_final(), (
+                f"the run ended ({flow_state}) before {targets} ran: {seen}\n"
+                f"{deployments.logs()[-6000:]}")
             # a task run is created before its first state is set: state None until then
             running = [n for n in targets if any(t.state is not None and t.state.is_running()
                                                  for t in states.get(n, []))]
