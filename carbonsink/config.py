@@ -78,6 +78,12 @@ class RunConfig(BaseModel):
     # cross-validation of the ionic-strength forest: "kfold" (shuffled basin-years, the seed's) or
     # "basin" (whole basins held out); both scores are recorded either way
     ionic_strength_cv: Literal["kfold", "basin"] = "kfold"
+    # a forest whose CV R² (of the scheme above) is below ionic_strength_min_r2 explains little of
+    # I: "warn" uses it anyway with a logged warning and an `ionic_strength_model_warning` attr on
+    # the karst product; "iterate" does not use it and iterates I = 3[Ca2+]eq per pixel instead
+    # (SCIENCE.md §2), recorded in the attrs as well
+    ionic_strength_min_r2: float = Field(0.3, le=1.0)
+    ionic_strength_fallback: Literal["warn", "iterate"] = "warn"
     seed: int = 0
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 

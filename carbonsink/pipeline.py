@@ -331,10 +331,25 @@ def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Data
         ionic = ml.predict_ionic_strength(model, inputs)
     else:
         ionic = None
+    weak = ""
+    if model is not None and not model.cv_r2 >= cfg.ionic_strength_min_r2:
+        # a forest that explains little of I: said loudly, recorded, and not used if so configured
+        iterate = cfg.ionic_strength_fallback == "iterate"
+        weak = (f"the ionic-strength random forest explains little: "
+                f"{'basin-held-out' if model.cv == 'basin' else f'{model.n_splits}-fold'} CV R² "
+                f"{model.cv_r2:.3f} < ionic_strength_min_r2 {cfg.ionic_strength_min_r2:g} "
+                f"({model.n_rows} basin-years); it is " + (
+                    "not used: I = 3[Ca2+]eq is iterated per pixel instead" if iterate else
+                    "used anyway (ionic_strength_fallback: iterate iterates I = 3[Ca2+]eq)"))
+        log.warning(weak)
+        ionic = None if iterate else ionic
     karst = compute_karst(inputs, ionic, validate=False)
     karst = karst.chunk({"year": -1, **_chunks(cfg, inputs)})
     if model is not None:
         karst.attrs.update(model.to_attrs())
+    if weak:
+        karst.attrs["ionic_strength_model_warning"] = weak
+        karst.attrs["ionic_strength_method"] = "iterated" if ionic is None else "random_forest"
 
     def attach(staged):
         # "karst China": CCS per region over carbonate pixels only (SCIENCE.md §4)
@@ -343,9 +358,13 @@ def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Data
             out["ionic_strength_model.joblib"] = ml.model_bytes(model)
             out["ionic_strength_cv.csv"] = _csv(pd.DataFrame([model.to_attrs()]))
         return out
-    how = ("random-forest ionic strength" if model is not None
-           else "ionic strength iterated as I = 3[Ca2+]eq (no river chemistry or basins)")
+    how = ("random-forest ionic strength" if ionic is not None
+           else "ionic strength iterated as I = 3[Ca2+]eq (no river chemistry or basins)"
+           if model is None else "ionic strength iterated as I = 3[Ca2+]eq (the random forest's "
+           f"CV R² {model.cv_r2:.3f} is below ionic_strength_min_r2 {cfg.ionic_strength_min_r2:g})")
     facts = {"ionic_strength_model": model.to_attrs()} if model is not None else {}
+    if weak:
+        facts["ionic_strength_model_warning"] = weak
     p = store.publish(karst, "products", name, compute=make_compute(progress), attachments=attach,
                       version=version,
                       record=_record(karst, cfg, "karst inorganic sink (maximum potential "

@@ -19,8 +19,10 @@
 5. **validate + write in one pass** — :func:`carbonsink.io.validate.validate_inputs` checks structure
    before writing; value checks run on statistics computed in the same dask pass as the staged write:
    raw minima/maxima per file (undeclared fill values such as -9999 or 32767), per-step ranges and
-   holes on land (so an error names the file and the month), then the schema's own checks. A failure
-   removes the staged copy: the store is byte-for-byte unchanged.
+   holes on land (so an error names the file, the month and where), then the schema's own checks,
+   the land-area means against plausible bands (unit slips inside the physical range) and the river
+   table against the gridded basins (:mod:`carbonsink.io.plausibility`). A failure removes the
+   staged copy: the store is byte-for-byte unchanged.
 6. **publish** atomically as ``inputs/<name>/<version>`` (version = timestamp + content hash) with the
    provenance in the attrs and the version record, the river chemistry table as
    ``river_chemistry.csv``, then the catalog is regenerated.
@@ -72,10 +74,12 @@ from affine import Affine
 from .. import __version__
 from .. import units as u
 from ..grid import Grid, get_grid
+from . import plausibility as pl
 from . import readers as rd
 from . import regrid as rg
 from .manifest import MONTHLY, Manifest, UnitPlan, _template_fields, load_manifest, unit_plan
 from .names import validate_name
+from .rawread import read_window
 from .store import (ZARR_FORMAT, Published, Store, StoreError, _prepare_for_zarr,
                     compute_default, new_version)
 from .validate import (OPTIONAL, REQUIRED, SCHEMA, InputError, check_value_stats,
@@ -525,14 +529,14 @@ def _source_steps(plan: VarPlan, step_slice: slice) -> tuple[list[da.Array], lis
         dec = plan.decodings[run.raster]
         # a slice when the steps are consecutive: netCDF4 reads lists of indices one by one
         steps = slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else idx
-        win = r.data.isel(y=slice(r0, r1), x=slice(c0, c1)).isel(step=steps)
-        raw = win.chunk({"step": min(len(idx), 12), "y": READ_CHUNK, "x": READ_CHUNK}).data
+        # reads guarded: a corrupted tile is an InputError naming the file, band and window
+        chunks = {"step": min(len(idx), 12), "y": READ_CHUNK, "x": READ_CHUNK}
+        raw = read_window(r, plan.var, (r0, r1, c0, c1), steps, chunks)
         # Raw extremes (undeclared fill values) from a second, separate read of the same window:
         # a second consumer of the chunks the regridding reads makes dask's ordering run the
         # regridding far ahead of the writes (every regridded tile of the run held in memory,
         # ~2 GB at 0.05° × 21 years); reading twice costs a little I/O, not memory.
-        raw2 = win.chunk({"step": min(len(idx), 12), "y": READ_CHUNK, "x": READ_CHUNK},
-                         name_prefix="rawstats-").data
+        raw2 = read_window(r, plan.var, (r0, r1, c0, c1), steps, chunks, "rawstats-read-")
         minmax = raw2.map_blocks(_raw_minmax, dec, new_axis=3, dtype="f8",
                                  chunks=tuple((1,) * len(c) for c in raw.chunks) + ((2,),))
         raw_stats.setdefault(r.path, [r.data.dtype, dec, []])[2].append(minmax)
@@ -703,6 +707,7 @@ def _var_attrs(var: str, plan: VarPlan | None, land_info: dict) -> dict:
                        else ""),
         "resampling": plan.resampling,
     })
+    attrs.update(pl.variable_attrs(var, s))
     if s.fill_on_land is not None:
         attrs["fill_on_land"] = s.fill_on_land
         attrs["fill_on_land_note"] = (
@@ -867,10 +872,7 @@ def _check(ds: xr.Dataset, plans: dict, variables, computed: dict, source: str, 
                     vmin, vmax = np.nanmin(vals[:, 0]), np.nanmax(vals[:, 1])
                 bad = rd.suspicious_fill(vmin, vmax, dtype, dec)
                 if bad is not None:
-                    raise InputError(var, path, f"holds the raw value {bad:g} (the file's "
-                                     f"{'maximum' if bad == vmax else 'minimum'}, before "
-                                     "scale/offset), an undeclared fill value: declare it under "
-                                     "`nodata` in the manifest (or `valid_range`)")
+                    raise InputError(var, path, rd.fill_message(bad, vmin, vmax, dtype, dec))
     for var in variables:
         spec = SCHEMA[var]
         vmin, vmax, nan_land, count = np.asarray(steps[var], dtype="f8").T
@@ -884,9 +886,10 @@ def _check(ds: xr.Dataset, plans: dict, variables, computed: dict, source: str, 
                 path, when = _step_label(plan, var, i, year_offset)
                 hint = ("; set `fill_on_land` in the manifest if the source leaves some land "
                         "(e.g. barren or urban) empty on purpose") if plan is not None else ""
+                where = pl.where_holes(computed.get("land"), var, i)
                 raise InputError(var, path, f"has {int(nan_land[i])} missing (NaN) values on land "
                                             f"pixels{when} (holes, nodata, or a source that does "
-                                            f"not cover all of China){hint}")
+                                            f"not cover all of China){where}{hint}")
             lo, hi = vmin[i], vmax[i]
             if lo < spec.valid_range[0] or hi > spec.valid_range[1]:
                 path, when = _step_label(plan, var, i, year_offset)
@@ -1086,6 +1089,9 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
         enc = prev_ds["soc"].encoding.get("chunks")
         if enc:
             tile = {"lat": int(enc[0]), "lon": int(enc[1])}
+        if tables and "basin" in plans and "basin" in prev_ds:   # a table may come with years
+            pl.check_river_basins(tables, dask.compute(pl.basin_ids(prev_ds))[0],
+                                  plans["basin"].pattern)
     version = new_version(content_hash)
     attrs = _dataset_attrs(m, grid, content_hash, mode)
     sources = {var: [{**fps[p].to_dict(), "steps": [_when(k) for k, f in
@@ -1110,11 +1116,15 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     reused = 0
 
     def stats_and_check(ds, checked, raw_stats, fill_counts, year_offset):
-        stats = {"raw": raw_stats, "steps": _step_stats(ds, checked), "filled": fill_counts}
+        stats = {"raw": raw_stats, "steps": _step_stats(ds, checked), "filled": fill_counts,
+                 "land": pl.land_stats(ds, checked), "basins": pl.basin_ids(ds) if tables else None}
 
         def check(computed):
             with np.errstate(invalid="ignore"):
                 _check(ds, plans, checked, computed, source, record["ingest"], year_offset)
+                pl.check_plausibility(plans, checked, computed["land"], record["ingest"])
+                if "basin" in plans:
+                    pl.check_river_basins(tables, computed["basins"], plans["basin"].pattern)
         return stats, check
 
     published = None

@@ -45,6 +45,13 @@ read. It names, per canonical variable of the input schema (README "Input schema
     ``nearest``: the value of the nearest cell with data within 8 cells (coastlines and islands a
     reanalysis land-sea mask leaves out). The count of filled cells is recorded in the version
     record. Without it, a hole on land is an error.
+``plausibility`` / ``plausible_range``
+    the land-area mean of ``pr``, ``tas``, ``npp``, ``aet``, ``rsds`` and ``soc`` must lie in a band
+    real data have anywhere in China (:mod:`carbonsink.io.plausibility`: catches unit slips that stay
+    inside the physical range, e.g. SOC in t C ha-1 declared as kg m-2). For a study area that really
+    lies outside it, ``plausible_range: [lo, hi]`` replaces the band (in the band's units: mm per
+    year for ``pr``, degC, g m-2 yr-1, mm yr-1, MJ m-2 yr-1, kg m-2) or ``plausibility: skip`` skips
+    the check; either is recorded in the published variable's ``plausibility_check`` attribute.
 ``attribute`` / ``carbonate_classes`` / ``supersample``
     for ``carbonate_fraction`` from lithology polygons (or a class raster): the class column (raster:
     the band values), the classes that are carbonate rock, and the sub-cells per cell side used to
@@ -117,6 +124,9 @@ DEFAULT_TEMPORAL = {"npp": "annual_total", "rsds": "annual_total", "aet": "annua
                     "tas": "monthly_mean", "pr": "monthly_accumulation", "soc": "static",
                     "carbonate_fraction": "static", "land_mask": "static", "basin": "static"}
 
+# variables with a plausibility check of their land mean (carbonsink.io.plausibility.BANDS)
+_PLAUSIBILITY_CHECKED = ("pr", "tas", "npp", "aet", "rsds", "soc")
+
 ION_TABLE_COLUMNS = ("basin_id", "year", "ca", "mg", "na", "k", "hco3", "so4", "cl")
 
 
@@ -147,6 +157,8 @@ class VariableSource(BaseModel):
     attribute: str | None = Field(None, description="class column of lithology polygons")
     carbonate_classes: list[str | int | float] | None = None
     supersample: int = Field(10, ge=1, le=50)
+    plausibility: Literal["check", "skip"] = "check"
+    plausible_range: tuple[float, float] | None = None
 
     @field_validator("nodata", mode="before")
     @classmethod
@@ -168,11 +180,11 @@ class VariableSource(BaseModel):
             raise ValueError(f"unknown CRS {v!r}: {e}") from None
         return v
 
-    @field_validator("valid_range")
+    @field_validator("valid_range", "plausible_range")
     @classmethod
-    def _range(cls, v):
+    def _range(cls, v, info):
         if v is not None and not v[0] <= v[1]:
-            raise ValueError(f"valid_range {v} runs backwards")
+            raise ValueError(f"{info.field_name} {v} runs backwards")
         return v
 
     @model_validator(mode="after")
@@ -297,6 +309,9 @@ class Manifest(BaseModel):
                 if spec.resampling not in ("auto", "mode", "nearest"):
                     raise ValueError(f"variables.basin: basin ids are classes; resampling must "
                                      f"be mode or nearest, not {spec.resampling!r}")
+            if spec.plausible_range is not None and var not in _PLAUSIBILITY_CHECKED:
+                raise ValueError(f"variables.{var}: plausible_range is only for "
+                                 f"{list(_PLAUSIBILITY_CHECKED)} (no plausibility check of {var})")
             if spec.carbonate_classes is not None and var != "carbonate_fraction":
                 raise ValueError(f"variables.{var}: carbonate_classes is only for "
                                  "carbonate_fraction")
@@ -339,6 +354,9 @@ class Manifest(BaseModel):
         does not."""
         d = self.variables[var].model_dump(mode="json")
         d.pop("source")
+        for key, default in (("plausibility", "check"), ("plausible_range", None)):
+            if d.get(key) == default:   # keeps the hashes of manifests written before them
+                d.pop(key)
         return _hash({"variable": var, "grid": self.grid, "spec": d,
                       "format_version": self.format_version})
 

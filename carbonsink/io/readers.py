@@ -145,6 +145,7 @@ class Raster:
     valid_range: tuple[float, float] | None = None
     units: str | None = None
     times: list | None = None               # per step: (year, month) from a time coordinate
+    first_band: int | None = None           # GeoTIFF: the band number of step 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -204,8 +205,24 @@ def _crs_equal(a, b) -> bool:
 
 
 def _crs_name(crs) -> str:
-    epsg = crs.to_epsg(min_confidence=90) if crs is not None else None
-    return f"EPSG:{epsg}" if epsg else (crs.name if crs is not None else "none")
+    """'EPSG:4326', or without an EPSG code the PROJ string (the WKT if PROJ cannot say it), after
+    the CRS's name when it has a real one: a MODIS sinusoidal CRS is named 'unknown'."""
+    if crs is None:
+        return "none"
+    epsg = crs.to_epsg(min_confidence=90)
+    if epsg:
+        return f"EPSG:{epsg}"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # "you will likely lose information"
+        try:
+            text = crs.to_proj4()
+        except Exception:  # noqa: BLE001 - pyproj raises CRSError and others
+            text = None
+    text = (text or crs.to_wkt()).replace(" +type=crs", "")
+    name = crs.name if crs.name and crs.name.lower() not in ("unknown", "unnamed", "undefined",
+                                                             "") else ""
+    return f"{name} ({text})" if name else text
 
 
 def _north_up(data: xr.DataArray, transform: Affine, var, path) -> tuple[xr.DataArray, Affine]:
@@ -263,7 +280,7 @@ def open_geotiff(path: str, var: str, *, band: int | None = None, bands: int | N
     offset = float(attrs.get("add_offset", 0.0))
     return Raster(path, data, the_crs, transform, origin, nodata=nodata,
                   scale=None if scale == 1.0 else scale, offset=None if offset == 0.0 else offset,
-                  units=attrs.get("units") or None)
+                  units=attrs.get("units") or None, first_band=1 if bands else (band or 1))
 
 
 def _find_dim(da_: xr.DataArray, ds: xr.Dataset, names, std, axis):
@@ -430,6 +447,8 @@ class Decoding:
     valid_range: tuple[float, float] | None = None
     scale: float = 1.0
     offset: float = 0.0
+    packed: bool = False                  # the file itself declares scale_factor/add_offset
+    file_nodata: tuple[float, ...] = ()   # the missing values the file itself declares
 
     def missing(self, raw):
         """Boolean mask of declared-missing raw values (lazy for dask input)."""
@@ -465,11 +484,29 @@ def decoding_for(r: Raster, var: str, manifest_nodata, manifest_scale, manifest_
     offset = manifest_offset if manifest_offset is not None else (r.offset or 0.0)
     nodata = tuple(sorted(set(float(v) for v in list(manifest_nodata) + list(r.nodata))))
     vr = manifest_valid_range if manifest_valid_range is not None else r.valid_range
-    return Decoding(nodata, None if vr is None else tuple(vr), float(scale), float(offset))
+    return Decoding(nodata, None if vr is None else tuple(vr), float(scale), float(offset),
+                    packed=r.scale is not None or r.offset is not None,
+                    file_nodata=tuple(float(v) for v in r.nodata))
+
+
+def _packing_extreme(v: float, vmin: float, vmax: float, dtype, decoding: Decoding) -> bool:
+    """Whether ``v`` is the end of an integer type that packed data reach by construction: a
+    variable the file packs with an offset (``scale_factor``/``add_offset`` chosen from its
+    extremes) spans the whole integer range, so ERA5's int16 has a raw maximum of exactly 32767
+    (and a minimum near −32767) while its fill value is −32767. A product that only scales
+    (SoilGrids, MODIS: no offset, values in one half of the range) is not packed that way."""
+    if not decoding.packed or decoding.offset == 0.0 or np.dtype(dtype).kind not in "iu":
+        return False
+    info = np.iinfo(np.dtype(dtype))
+    middle = (float(info.min) + float(info.max)) / 2
+    return (v == vmax == float(info.max) and vmin < middle) or \
+        (v == vmin == float(info.min) and vmax > middle)
 
 
 def suspicious_fill(vmin: float, vmax: float, dtype, decoding: Decoding) -> float | None:
-    """An undeclared fill value at the raw minimum or maximum, or None."""
+    """An undeclared fill value at the raw minimum or maximum, or None. The end of the integer
+    range in a variable the file packs over that range (:func:`_packing_extreme`) and whose
+    declared fill values (_FillValue, missing_value, nodata) are other numbers is data."""
     dtype = np.dtype(dtype)
     for v in (vmax, vmin):
         if not np.isfinite(v):
@@ -477,12 +514,31 @@ def suspicious_fill(vmin: float, vmax: float, dtype, decoding: Decoding) -> floa
         if decoding.valid_range is not None and decoding.valid_range[0] <= v <= \
                 decoding.valid_range[1]:
             continue   # explicitly declared valid
+        if _packing_extreme(v, vmin, vmax, dtype, decoding) and decoding.file_nodata:
+            continue   # the file says which raw values are missing, and this is not one of them
         if v in FILL_SENTINELS or abs(v) >= FLOAT_SENTINEL_MAGNITUDE:
             return v
         top = INT_FILL_TOP.get(dtype.name)
         if top is not None and v >= top and v == vmax:
             return v
     return None
+
+
+def fill_message(bad: float, vmin: float, vmax: float, dtype, decoding: Decoding) -> str:
+    """The problem text of an undeclared fill value; for packed data at the end of the integer
+    range (maybe real data) it never suggests turning the value into nodata first."""
+    which = "maximum" if bad == vmax else "minimum"
+    if _packing_extreme(bad, vmin, vmax, dtype, decoding):
+        info = np.iinfo(np.dtype(dtype))
+        lo, hi = (int(info.min) + 1, int(info.max)) if bad == vmax else (int(info.min),
+                                                                       int(info.max) - 1)
+        return (f"holds the raw value {bad:g} (the file's {which}, the end of {np.dtype(dtype)}, "
+                "before scale/offset), which packed data (scale_factor/add_offset) reach by "
+                "construction, and the file declares no _FillValue/missing_value: if it is data, "
+                f"declare the raw `valid_range: [{lo}, {hi}]` in the manifest; only if the "
+                "product documents it as a fill value, declare it under `nodata`")
+    return (f"holds the raw value {bad:g} (the file's {which}, before scale/offset), an "
+            "undeclared fill value: declare it under `nodata` in the manifest (or `valid_range`)")
 
 
 # --- polygons ---------------------------------------------------------------------------------

@@ -102,6 +102,34 @@ def coverage(transform: Affine, crs, shape, grid: Grid, land: np.ndarray,
     return frac, first
 
 
+def outside_source(transform: Affine, crs, shape, bounds, dst_shape):
+    """Boolean (h, w) mask of the cells of a grid block (``bounds`` west, south, east, north;
+    ``dst_shape`` cells) whose centre lies outside a raster of ``shape`` — the same rule as
+    :func:`coverage` — or None when every centre is inside.
+
+    GDAL's ``average`` and ``mode`` kernels give a cell *just outside* a source a value when its
+    edge coincides with the source's edge: rounding puts the first source row/column into the
+    cell's window with a weight of ~1e-12, and a weighted mean of one pixel (or a mode, which
+    ignores weights) is that pixel. A land mask exactly covering a study box thus grew a row on
+    its north edge and a column on its west edge. Such cells are no data."""
+    from pyproj import Transformer
+
+    west, south, east, north = bounds
+    h, w = dst_shape
+    res_y, res_x = (north - south) / h, (east - west) / w
+    lat = north - res_y * (np.arange(h) + 0.5)
+    lon = west + res_x * (np.arange(w) + 0.5)
+    lon2, lat2 = np.meshgrid(lon, lat)
+    x, y = Transformer.from_crs(EPSG4326, _wkt(crs), always_xy=True).transform(lon2, lat2)
+    col = (np.asarray(x) - transform.c) / transform.a
+    row = (np.asarray(y) - transform.f) / transform.e
+    sh, sw = shape
+    with np.errstate(invalid="ignore"):
+        inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col <= sw) & (row >= 0) & \
+            (row <= sh)
+    return None if inside.all() else ~inside
+
+
 def source_resolution_deg(transform: Affine, crs, shape) -> float:
     """Approximate pixel width in degrees at the raster's centre (for choosing a resampling)."""
     from pyproj import Transformer
@@ -178,12 +206,17 @@ def tiles(grid: Grid, tile: dict) -> list[tuple[int, int]]:
     return edges(grid.nlat, tile["lat"]), edges(grid.nlon, tile["lon"])
 
 
-def _warp_parts(parts, window, src_transform, src_crs, dst_transform, dst_shape, resampling):
-    """Assemble a source window from the source chunks it overlaps, then warp it."""
+def _warp_parts(parts, window, src_transform, src_crs, dst_transform, dst_shape, resampling,
+                outside=None):
+    """Assemble a source window from the source chunks it overlaps, then warp it; cells whose
+    centre is ``outside`` the source get no data (:func:`outside_source`)."""
     src = np.block(parts) if len(parts) > 1 or len(parts[0]) > 1 else parts[0][0]
     r0, r1, c0, c1 = window
-    return _warp(src[:, r0:r1, c0:c1], src_transform, src_crs, dst_transform, dst_shape,
-                 resampling)
+    out = _warp(src[:, r0:r1, c0:c1], src_transform, src_crs, dst_transform, dst_shape,
+                resampling)
+    if outside is not None:
+        out[:, outside] = np.nan
+    return out
 
 
 def _take(block, index):
@@ -237,9 +270,13 @@ def regrid(data: da.Array, transform: Affine, crs, grid: Grid, tile: dict,
                 r0, r1, c0, c1 = win
                 bi, bj = _overlapping(y_edges, r0, r1), _overlapping(x_edges, c0, c1)
                 y0, x0 = int(y_edges[bi[0]]), int(x_edges[bj[0]])
+                # at the source's own edges (the window is clipped), cells outside it get NaN
+                at_edge = r0 == 0 or c0 == 0 or r1 == shape[0] or c1 == shape[1]
+                outside = outside_source(transform, crs, shape, bounds, (i1 - i0, j1 - j0)) \
+                    if at_edge else None
                 plan = (bi, bj, (r0 - y0, r1 - y0, c0 - x0, c1 - x0),
                         transform * Affine.translation(c0, r0),
-                        Affine(grid.res, 0, bounds[0], 0, -grid.res, bounds[3]))
+                        Affine(grid.res, 0, bounds[0], 0, -grid.res, bounds[3]), outside)
             supers[si // m, sj // n] = ((i0, i1, j0, j1), i_idx, j_idx, plan)
     dsk = {}
     for k, nt in enumerate(data.chunks[0]):
@@ -254,10 +291,10 @@ def regrid(data: da.Array, transform: Affine, crs, grid: Grid, tile: dict,
                     else:
                         dsk[(name, k, i, j)] = (_take, (warp_name, k, a, b), out)
             if plan is not None:
-                bi, bj, window, src_t, dst_t = plan
+                bi, bj, window, src_t, dst_t, outside = plan
                 parts = [[(data.name, k, y, x) for x in bj] for y in bi]
                 dsk[(warp_name, k, a, b)] = (_warp_parts, parts, window, src_t, src_crs, dst_t,
-                                             (nt, i1 - i0, j1 - j0), resampling)
+                                             (nt, i1 - i0, j1 - j0), resampling, outside)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     chunks = (data.chunks[0], tuple(b - a for a, b in rows), tuple(b - a for a, b in cols))
     return da.Array(graph, name, chunks=chunks, dtype="f4")

@@ -27,6 +27,10 @@ class InputError(ValueError):
         what = f"input variable {variable!r}" if variable else "inputs"
         super().__init__(f"{what}{where}: {problem}")
 
+    def __reduce__(self):
+        # picklable with its fields (a distributed worker raises it on the client unchanged)
+        return (type(self), (self.variable, self.source, self.problem))
+
 
 @dataclass(frozen=True)
 class VarSpec:

@@ -18,6 +18,10 @@ Layouts mimic the real products on a reduced scale (1° target grid, years 2000�
 * ``carbonate_fraction``  GeoJSON lithology polygons: background siliciclastic, a carbonate block
             and a carbonate half cell.
 * river chemistry: a CSV in mg L-1 with the field's own column names.
+
+Traps of real layouts (``tests/integration/test_ingest_traps.py``): a legacy ERA5 NetCDF ``t2m``
+packed as int16 with scale_factor/add_offset (raw maximum 32767 by construction, _FillValue and
+missing_value −32767) and a tiled, deflate-compressed GeoTIFF with one corrupted tile.
 """
 from __future__ import annotations
 
@@ -68,14 +72,15 @@ def _centres(res, box=BOX):
 
 
 def write_tif(path, data, transform, crs, dtype, *, nodata=None, scale=None, offset=None,
-              units=None):
+              units=None, **creation):
+    """``creation``: GDAL creation options, e.g. tiled=True, blockxsize=16, compress="deflate"."""
     import rasterio
 
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
     kw = dict(driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
-              dtype=dtype, transform=transform)
+              dtype=dtype, transform=transform, **creation)
     if crs is not None:
         kw["crs"] = crs
     if nodata is not None:
@@ -154,6 +159,63 @@ def write_tas(d, years=YEARS, *, units="K", name="cmfd_temp_{year}.nc", field=ta
         v = np.stack([field(LON, LAT, y, m) for m in range(1, 13)])
         write_nc(os.path.join(d, name.format(year=y)), "temp", v, lat, lon, months(y), units,
                  dtype="f8")
+
+
+def write_era5_packed_t2m(d, years=YEARS, *, name="era5_t2m_{year}.nc", field=tas_k,
+                         box=(71.0, 15.0, 138.0, 56.0)):
+    """Legacy ERA5 (CDS netCDF3-style) 2 m temperature of an area request (``box``, 0.5°, just
+    around China so every pixel is read): int16 packed with scale_factor/add_offset chosen from the
+    file's own extremes, so the warmest value is stored as exactly 32767 and the coldest as
+    −32766; _FillValue and missing_value −32767 (a few pixels at sea); latitude descending, 'K'.
+    Returns the packing (scale, offset) of each year."""
+    import netCDF4
+
+    lon, lat = _centres(0.5, box)            # north → south, as ERA5 stores it
+    LON, LAT = np.meshgrid(lon, lat)
+    packing = {}
+    for y in range(years[0], years[1] + 1):
+        v = np.stack([field(LON, LAT, y, m) for m in range(1, 13)])
+        vmin, vmax = float(v.min()), float(v.max())
+        scale = (vmax - vmin) / (32767 + 32766)
+        offset = vmax - 32767 * scale
+        raw = np.round((v - offset) / scale).astype("i2")
+        assert raw.max() == 32767
+        raw[:, :3, :3] = -32767                  # missing at sea (north-west corner, 60°E 59°N)
+        with netCDF4.Dataset(os.path.join(d, name.format(year=y)), "w",
+                             format="NETCDF3_64BIT_OFFSET") as nc:
+            nc.createDimension("longitude", lon.size)
+            nc.createDimension("latitude", lat.size)
+            nc.createDimension("time", None)
+            for n, vals, units in (("longitude", lon, "degrees_east"),
+                                   ("latitude", lat, "degrees_north")):
+                c = nc.createVariable(n, "f4", (n,))
+                c.units, c.long_name = units, n
+                c[:] = vals
+            t = nc.createVariable("time", "i4", ("time",))
+            t.units, t.calendar = "hours since 1900-01-01 00:00:00.0", "gregorian"
+            t[:] = netCDF4.date2num([pd.Timestamp(y, m, 1).to_pydatetime() for m in range(1, 13)],
+                                    t.units, t.calendar)
+            var = nc.createVariable("t2m", "i2", ("time", "latitude", "longitude"),
+                                    fill_value=np.int16(-32767))
+            var.set_auto_maskandscale(False)
+            var.scale_factor, var.add_offset = scale, offset
+            var.missing_value = np.int16(-32767)
+            var.units, var.long_name = "K", "2 metre temperature"
+            var[:] = raw
+        packing[y] = (scale, offset)
+    return packing
+
+
+def corrupt_tile(path, row, col, band=1):
+    """Overwrite the bytes of one (compressed) tile of a tiled GeoTIFF with garbage."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band))
+        size = int(src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * size)
 
 
 def pr_grid():
