@@ -245,6 +245,10 @@ def outage(demo_run, deployments, moto_s3, prefect_dask_cluster, s3_gate, tmp_pa
     root = f"{moto_s3.bucket}/{prefix}"
     fs = moto_s3.fs()
     fs.copy(f"{moto_s3.bucket}/flows/inputs", f"{root}/inputs", recursive=True)
+    # ... and released there, as the clean run released them
+    clean, target = _store(demo_run["store"], moto_s3), _store(f"s3://{root}", moto_s3)
+    target.release([(kind, name, clean.latest(kind, name)) for name, kind in DATASETS.items()
+                    if kind == "inputs"])
     # the flows reach S3 through the gate (the config's endpoint wins over AWS_ENDPOINT_URL), with
     # short client timeouts and few client-side retries so that the outage surfaces quickly
     config = tmp_path_factory.mktemp("outage") / "run.yaml"
