@@ -57,6 +57,20 @@ def explain(e: BaseException) -> str:
             "and report it)")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is when they are emitted (not when the handler was
+    made), so commands invoked in one process one after another (tests, notebooks) each get
+    theirs."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _Main(click.Group):
     """The command group: every exception of a command becomes one line (see module doc)."""
 
@@ -87,7 +101,7 @@ def main(ctx, debug):
     """
     ctx.obj = {"debug": debug}
     if not logging.getLogger("carbonsink").handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
                                                "%H:%M:%S"))
         logging.getLogger("carbonsink").addHandler(handler)
@@ -191,6 +205,11 @@ def run_cmd(inputs, inputs_version, prefix, store, n_workers, scheduler, rh_mode
     from .io.store import Store
     from .pipeline import run_products
 
+    from .io.names import validate_name, validate_prefix, validate_version
+
+    validate_name(inputs, "inputs name")      # store paths: refused before anything starts
+    validate_version(inputs_version)
+    validate_prefix(prefix or "")
     settings = _settings(store, n_workers, scheduler, rh_model, chunk_mb)
     try:
         first = load_config(config_path, **settings)
@@ -441,7 +460,15 @@ def verify_cmd(store, dataset, released_only, deep, repair, config_path):
     from .maintenance import repair as do_repair
     from .maintenance import verify_store
 
+    from .maintenance import check_current_release, repair_current_release
+
     cfg, st = _open_store(store, config_path)
+    release_problem = check_current_release(st)
+    if release_problem:
+        click.echo(f"DAMAGED releases/current.json: {release_problem}")
+        if repair:
+            click.echo(f"repaired releases/current.json from release {repair_current_release(st)}")
+            release_problem = None
     findings, n = verify_store(st, dataset=dataset, released_only=released_only, deep=deep)
     for f in findings:
         click.echo(f"DAMAGED {f.key} {f.version}{' (released)' if f.released else ''}: "
@@ -458,8 +485,8 @@ def verify_cmd(store, dataset, released_only, deep, repair, config_path):
             click.echo(f"repaired {line}")
         for line in report.unrepairable:
             click.echo(f"NOT repaired {line}")
-        sys.exit(1 if report.unrepairable else 0)
-    sys.exit(1 if findings else 0)
+        sys.exit(1 if report.unrepairable or release_problem else 0)
+    sys.exit(1 if findings or release_problem else 0)
 
 
 @main.command("releases")

@@ -12,6 +12,7 @@ inputs cannot be recomputed from the store: their sources must be ingested again
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -73,6 +74,33 @@ def verify_store(store: Store, *, dataset: str | None = None, released_only: boo
                 findings.append(Finding(kind, name, v, problems,
                                         released.get(f"{kind}/{name}") == v))
     return findings, n
+
+
+CURRENT = "releases/current.json"
+
+
+def check_current_release(store: Store) -> str | None:
+    """What is wrong with ``releases/current.json`` (None: intact or absent)."""
+    try:
+        store.read_json(CURRENT)
+    except FileNotFoundError:
+        return None
+    except StoreError as e:
+        return str(e)
+    return None
+
+
+def repair_current_release(store: Store) -> str:
+    """Rewrite a damaged ``releases/current.json`` from the newest release of the history (every
+    release is written there before it becomes current); its id."""
+    history = store.releases()
+    if not history:
+        raise StoreError(f"{store.uri(CURRENT)} is damaged and {store.uri('releases')} has no "
+                         "intact release to restore it from; rerun the demo or run to release "
+                         "again")
+    with store.lock("releases"):
+        store.write_text(CURRENT, json.dumps(history[-1], indent=2))
+    return history[-1]["release"]
 
 
 def repair(store: Store, findings: list[Finding], config_path=None, *,

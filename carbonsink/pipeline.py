@@ -151,8 +151,14 @@ def _step(store: Store, cfg: RunConfig, kind: str, name: str, *, params: dict,
     if found is not None:
         log.info("%s/%s %s is complete: reused", kind, name, version)
         return found
-    log.info("computing %s/%s %s", kind, name, version)
-    return build(version, {"content_address": key})
+    # the claim covers everything the build computes (e.g. training the ionic-strength forest),
+    # so a second run of the same configuration waits for the first instead of repeating it
+    with store.claim(kind, name, version) as done:
+        if done is not None:
+            log.info("%s/%s %s was completed by another run: reused", kind, name, version)
+            return done
+        log.info("computing %s/%s %s", kind, name, version)
+        return build(version, {"content_address": key})
 
 
 def open_published(store: Store, p: Published) -> xr.Dataset:

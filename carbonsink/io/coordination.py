@@ -63,10 +63,14 @@ def create_exclusive(store, rel: str, data: bytes) -> bool:
             fd = in_dir(path, lambda: os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.remove(path)    # an empty claim (disk full) would look held by nobody forever
+            raise
         return True
     if store.protocol == "s3":
         try:
@@ -135,17 +139,35 @@ class Claim:
             return True
         held = _read_json(self.store, self.rel)
         if held is None:
-            return False     # released between our create and our read: next round takes it
+            # released between our create and our read (next round takes it), or unreadable: an
+            # empty or cut-short claim older than a few seconds is left over, not being written
+            if self._unreadable_for(5.0):
+                self._break()
+            return False
         if _dead(held, self.ttl):
             # the holder stopped beating (killed): break the claim; the next create decides
-            try:
-                self.store.fs.rm(self.store.path(self.rel))
-            except FileNotFoundError:
-                pass
+            self._break()
             if create_exclusive(self.store, self.rel, self._body()):
                 self._start_heartbeat()
                 return True
         return False
+
+    def _break(self):
+        try:
+            self.store.fs.rm(self.store.path(self.rel))
+        except FileNotFoundError:
+            pass
+
+    def _unreadable_for(self, seconds: float) -> bool:
+        """Whether the claim object exists, cannot be parsed, and is older than ``seconds``."""
+        try:
+            info = self.store.fs.info(self.store.path(self.rel))
+        except FileNotFoundError:
+            return False
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        return modified is not None and time.time() - float(modified) > seconds
 
     def holder(self) -> dict | None:
         return _read_json(self.store, self.rel)

@@ -1056,6 +1056,8 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     bad input, before anything in the store changes.
     """
     t0 = _time.perf_counter()
+    if name is not None:
+        validate_name(name, "inputs name")    # a store path: checked before anything is read
     m = load_manifest(manifest)
     store = store if isinstance(store, Store) else Store(store)
     name = validate_name(name or m.name, "inputs name")   # a store path: checked before any work

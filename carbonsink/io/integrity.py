@@ -8,22 +8,34 @@ plus each array's shape and chunk grid. Every chunk is written, even one that is
 - :func:`build_manifest` checks a staged Zarr group against that expectation — a chunk missing or
   empty, an array missing — before the version may be committed;
 - :func:`verify` compares a published version with its manifest: cheap (one listing: missing,
-  extra, resized or rewritten objects), or ``deep`` (every chunk decoded, which catches a corrupted
-  chunk of unchanged size).
+  extra, resized objects; on S3 also rewritten ones, by ETag), or ``deep`` (on a local disk the
+  CRC-32 of every object against the one recorded at commit, and every chunk decoded — a corrupted
+  chunk of unchanged size is found either way).
 """
 from __future__ import annotations
 
 import itertools
 import json
 import posixpath
+import zlib
 
 from .errors import StoreError
 
 MANIFEST_SUFFIX = "manifest.json"
 
 
-def _listing(store, rel: str) -> dict[str, dict]:
-    """{key relative to ``rel``: {"size": bytes[, "etag": ...]}} of every object under ``rel``."""
+def _crc32(path: str) -> str:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
+
+
+def _listing(store, rel: str, checksums: bool = False) -> dict[str, dict]:
+    """{key relative to ``rel``: {"size": bytes[, "etag": ...][, "crc32": ...]}} of every object
+    under ``rel``; ``checksums``: on a local disk also the CRC-32 of each file's bytes (object
+    stores have the ETag the server computed)."""
     base = store.path(rel)
     store.fs.invalidate_cache(base)
     try:
@@ -38,6 +50,8 @@ def _listing(store, rel: str) -> dict[str, dict]:
         etag = info.get("ETag") or info.get("etag")
         if etag:
             entry["etag"] = str(etag).strip('"')
+        if checksums and store.protocol == "file":
+            entry["crc32"] = _crc32(path)
         out[posixpath.relpath(path, base)] = entry
     return out
 
@@ -60,7 +74,7 @@ def expected_chunks(store, rel: str) -> dict[str, dict]:
 def build_manifest(store, rel: str, variables) -> dict:
     """The manifest of the (staged) Zarr group at ``rel``; raises ``StoreError`` naming what is
     missing if a listed variable, an array's metadata or any chunk is absent or empty."""
-    objects = _listing(store, rel)
+    objects = _listing(store, rel, checksums=True)   # just written: the bytes are in the cache
     try:
         arrays = expected_chunks(store, rel)
     except Exception as e:  # noqa: BLE001 - unreadable metadata is itself the finding
@@ -92,6 +106,9 @@ def compare(manifest: dict, objects: dict[str, dict]) -> list[str]:
                             "rewritten)")
         elif a.get("etag") and b.get("etag") and a["etag"] != b["etag"]:
             problems.append(f"{key}: content changed (ETag {b['etag']} vs recorded {a['etag']})")
+        elif a.get("crc32") and b.get("crc32") and a["crc32"] != b["crc32"]:
+            problems.append(f"{key}: content changed (CRC-32 {b['crc32']} vs recorded "
+                            f"{a['crc32']})")
     extra = sorted(set(objects) - set(want))
     if extra:
         problems.append(f"{len(extra)} unexpected object(s) (e.g. {extra[0]})")
@@ -104,12 +121,19 @@ def verify(store, kind: str, name: str, version: str, *, deep: bool = False) -> 
     every chunk of every variable."""
     rel = f"{kind}/{name}/{version}.zarr"
     try:
+        json.loads(store.read_bytes(f"{kind}/{name}/{version}.json"))
+    except FileNotFoundError:
+        return ["no record (not complete)"]
+    except ValueError:
+        return ["record unreadable (truncated): the version is quarantined and recomputed by the "
+                "next run"]
+    try:
         manifest = json.loads(store.read_bytes(f"{kind}/{name}/{version}.{MANIFEST_SUFFIX}"))
     except FileNotFoundError:
         return ["no manifest (published before manifests existed, or deleted)"]
     except ValueError:
         return ["manifest unreadable (truncated)"]
-    problems = compare(manifest, _listing(store, rel))
+    problems = compare(manifest, _listing(store, rel, checksums=deep))
     if deep and not problems:
         try:
             ds = store.open_zarr(rel)

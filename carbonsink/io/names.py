@@ -27,7 +27,11 @@ def validate_name(name: str, what: str = "dataset name") -> str:
 def validate_prefix(prefix: str) -> str:
     """A product-name prefix ('' or a safe segment, e.g. ``observed_``)."""
     if prefix:
-        validate_name(prefix + "x", "prefix")
+        try:
+            validate_name(prefix + "x", "prefix")      # a prefix may end in '_' or '-'
+        except InvalidName:
+            raise InvalidName(f"invalid prefix {prefix!r}: use letters, digits, '_', '-' or '.', "
+                              "starting with a letter or digit (no '/', '..' or spaces)") from None
     return prefix
 
 

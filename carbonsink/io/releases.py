@@ -6,6 +6,7 @@ records)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import time
@@ -16,6 +17,7 @@ from .names import validate_name
 from .timestamps import new_version, now, parse_time
 
 RELEASES = "releases"
+log = logging.getLogger("carbonsink")
 
 
 def _ref(p) -> tuple[str, str, str]:
@@ -32,6 +34,15 @@ class ReleasesMixin:
             return self.read_json(rel)
         except FileNotFoundError:
             return {}
+        except StoreError:
+            # every release is written to the history before it becomes current: the newest
+            # intact one there is what current.json held (verify --repair rewrites it)
+            history = self.releases()
+            if not history:
+                raise
+            log.warning("%s is damaged: using release %s of the history", self.uri(rel),
+                        history[-1]["release"])
+            return history[-1]
 
     def latest(self, kind: str, name: str) -> str | None:
         """The released version of ``kind/name`` (None if none is)."""
@@ -96,9 +107,14 @@ class ReleasesMixin:
         self.fs.invalidate_cache(base)
         if not self.fs.exists(base):
             return []
-        out = [self.read_json(f"{RELEASES}/{posixpath.basename(p)}")
-               for p in sorted(self.fs.ls(base, detail=False))
-               if posixpath.basename(p).startswith("r") and p.endswith(".json")]
+        out = []
+        for p in sorted(self.fs.ls(base, detail=False)):
+            leaf = posixpath.basename(p)
+            if leaf.startswith("r") and leaf.endswith(".json"):
+                try:
+                    out.append(self.read_json(f"{RELEASES}/{leaf}"))
+                except (StoreError, FileNotFoundError):
+                    log.warning("skipping damaged release record %s", leaf)
         return sorted(out, key=lambda r: parse_time(r.get("created")))
 
     def rollback(self, release_id: str, after=None) -> str:

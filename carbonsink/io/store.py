@@ -274,7 +274,7 @@ class Store(ReleasesMixin):
         c = Claim(self, rel, what=f"{kind}/{name}@{version}")
         waited = False
         while True:
-            done = self.complete(kind, name, version)
+            done = self._complete_or_quarantine(kind, name, version)
             if done is not None:
                 yield self._reused(done)
                 return
@@ -406,6 +406,15 @@ class Store(ReleasesMixin):
                 out.append((created, v))
         return [v for _, v in sorted(out)]
 
+    def _complete_or_quarantine(self, kind: str, name: str, version: str) -> Published | None:
+        """:meth:`complete`, but a damaged (unreadable) record is quarantined — the version is
+        then recomputed — instead of stopping the run."""
+        try:
+            return self.complete(kind, name, version)
+        except StoreError as e:
+            self.quarantine(kind, name, version, [f"record unreadable: {e}"])
+            return None
+
     def complete(self, kind: str, name: str, version: str) -> Published | None:
         """The published version if it is complete (its record exists), else None."""
         rel = self._dataset(kind, name, version) + ".json"
@@ -420,7 +429,7 @@ class Store(ReleasesMixin):
         """If ``version`` is complete and intact, return it marked ``reused`` (released at once if
         ``auto_release``); else None, and the caller computes and publishes it. A damaged version
         (a listing that does not match its manifest) is quarantined first, so it is recomputed."""
-        p = self.complete(kind, name, version)
+        p = self._complete_or_quarantine(kind, name, version)
         if p is None:
             return None
         problems = integrity.verify(self, kind, name, version)
