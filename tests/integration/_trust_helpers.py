@@ -218,3 +218,17 @@ def child_publish_forever(root, version, marker_dir):
     from carbonsink.io.store import Store
     Store(root).publish(slow_dataset(marker_dir, 4, sleep=60), "products", "killed",
                         version=version)
+
+
+def run_processes(procs, queue, timeout: float = 240) -> list:
+    """Start the processes, collect one result each from ``queue``, and join them (killing any
+    that hang)."""
+    for p in procs:
+        p.start()
+    try:
+        return [queue.get(timeout=timeout) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()

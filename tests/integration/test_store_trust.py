@@ -168,15 +168,7 @@ def test_two_library_writers_of_one_version_compute_it_once(tmp_path):
     procs = [ctx.Process(target=H.child_publish_same_version,
                          args=(root, "v-race", str(markers), n, barrier, queue))
              for _ in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        results = [queue.get(timeout=240) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
+    results = H.run_processes(procs, queue)
     assert not [r["error"] for r in results if "error" in r], results
     assert sorted(r["reused"] for r in results) == [False, True], results
     assert {r["version"] for r in results} == {"v-race"}
@@ -518,15 +510,7 @@ def test_concurrent_releases_and_catalogs_lose_nothing(tmp_path):
     root = str(tmp_path / "store")
     procs = [ctx.Process(target=H.child_release_many, args=(root, tag, 4, barrier, queue))
              for tag in ("a", "b")]
-    for p in procs:
-        p.start()
-    try:
-        results = [queue.get(timeout=240) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
+    results = H.run_processes(procs, queue)
     assert not [r["error"] for r in results if "error" in r], results
     names = {f"products/{n}" for r in results for n in r["names"]}
     assert len(names) == 8
