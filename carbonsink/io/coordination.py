@@ -188,10 +188,6 @@ class Claim:
         self._thread = threading.Thread(target=beat, name=f"claim:{self.rel}", daemon=True)
         self._thread.start()
 
-    def held(self) -> bool:
-        held = _read_json(self.store, self.rel)
-        return held is not None and held.get("token") == self.token
-
     def release(self):
         """Stop beating and remove the claim if it is still ours. Best effort: when the store is
         unreachable the claim stays and goes stale after ``ttl`` (the caller's own error, which is
