@@ -25,6 +25,7 @@ missing_value −32767) and a tiled, deflate-compressed GeoTIFF with one corrupt
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -349,3 +350,17 @@ def write_manifest(d, m: dict, name="manifest.yaml") -> str:
     with open(path, "w") as f:
         yaml.safe_dump(m, f, sort_keys=False)
     return path
+
+
+def snapshot(root) -> dict:
+    """Every directory and file under a store root: size, mtime and content hash."""
+    out = {}
+    for dirpath, _, filenames in os.walk(root):
+        out[os.path.relpath(dirpath, root) + "/"] = "dir"
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns,
+                                                    hashlib.sha256(f.read()).hexdigest())
+    return out

@@ -54,20 +54,6 @@ def good(tmp_path_factory, src):
     return root, result, open_inputs(root).load()
 
 
-def _snapshot(root) -> dict:
-    """Every directory and file under a store root: size, mtime and content hash."""
-    out = {}
-    for dirpath, _, filenames in os.walk(root):
-        out[os.path.relpath(dirpath, root) + "/"] = "dir"
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            st = os.stat(path)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns,
-                                                    hashlib.sha256(f.read()).hexdigest())
-    return out
-
-
 def _land(ds):
     return ds["land_mask"].values > 0
 
@@ -167,14 +153,14 @@ def test_cf_attrs_provenance_and_catalog(good, src):
 def test_rerun_does_nothing_and_says_so(good, src, tmp_path):
     root = str(tmp_path / "store")
     shutil.copytree(good[0], root)
-    before = _snapshot(root)
+    before = F.snapshot(root)
     r = ingest(src[1], root)
     assert r.action == "unchanged" and r.version == good[1].version
     assert "nothing to do" in r.message
-    assert _snapshot(root) == before
+    assert F.snapshot(root) == before
     out = CliRunner().invoke(cli_main, ["ingest", src[1], "--store", root])
     assert out.exit_code == 0 and "nothing to do" in out.output, out.output
-    assert _snapshot(root) == before
+    assert F.snapshot(root) == before
 
 
 def test_append_a_year_relinks_earlier_chunks(tmp_path):
@@ -259,11 +245,11 @@ def test_bad_appended_year_leaves_store_unchanged(tmp_path):
     F.write_tif(os.path.join(d, "et_2002.tif"), v, Affine(0.5, 0, 70, 0, -0.5, 55), "EPSG:4326",
                 "float32")
     m["years"] = "2000-2002"
-    before = _snapshot(root)
+    before = F.snapshot(root)
     with pytest.raises(InputError, match=r"raw value -9999 .*undeclared fill value") as e:
         ingest(F.write_manifest(d, m), root)
     assert e.value.variable == "aet" and e.value.source.endswith("et_2002.tif")
-    assert _snapshot(root) == before
+    assert F.snapshot(root) == before
 
 
 def test_sources_through_fsspec_urls(good, src, tmp_path):
@@ -664,7 +650,7 @@ def test_bad_input_is_a_clear_error_and_the_store_is_unchanged(case, src, good, 
     m = F.manifest()
     breaker(d, m)
     path = F.write_manifest(d, m)
-    before = _snapshot(root)
+    before = F.snapshot(root)
     with pytest.raises(InputError) as e:
         ingest(path, root)
     msg = str(e.value)
@@ -675,5 +661,5 @@ def test_bad_input_is_a_clear_error_and_the_store_is_unchanged(case, src, good, 
         assert names_file in (e.value.source or ""), msg
     if names_file == "manifest.yaml":
         assert isinstance(e.value, ManifestError)
-    assert _snapshot(root) == before, "the store changed"
+    assert F.snapshot(root) == before, "the store changed"
     assert not os.path.exists(os.path.join(root, "_staging"))

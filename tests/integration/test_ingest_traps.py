@@ -15,7 +15,6 @@ Sources are the small real-format files of ``_ingest_files`` (1° grid, 2000–2
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -53,27 +52,16 @@ def d(src, tmp_path):
     return out
 
 
-def _snapshot(root) -> dict:
-    out = {}
-    for dirpath, _, filenames in os.walk(root):
-        out[os.path.relpath(dirpath, root) + "/"] = "dir"
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
 def _refused(d, m, tmp_path) -> InputError:
     """Ingest ``m`` into an empty store: it must raise an InputError with a one-line message and
     leave the store as it was (nothing written, nothing staged)."""
     root = tmp_path / "store"
     root.mkdir(exist_ok=True)
-    before = _snapshot(root)
+    before = F.snapshot(root)
     with pytest.raises(InputError) as e:
         ingest(F.write_manifest(d, m), str(root))
     assert "\n" not in str(e.value), str(e.value)
-    assert _snapshot(root) == before, "the store changed"
+    assert F.snapshot(root) == before, "the store changed"
     return e.value
 
 
