@@ -23,6 +23,7 @@ from .io.validate import InputError
 from .kernels.respiration import RH_MODELS
 from .ml import IonTableError
 from .units import UnitError
+from .zonal import DOMAIN
 
 _USER_ERRORS = (ClusterError, ConfigError, InputError, IonTableError, StoreError, UnitError)
 
@@ -148,7 +149,7 @@ def _on_cluster(cfg, title: str, run):
     from .cluster import connect
 
     g = cfg.grid_obj()
-    click.echo(f"{title}, grid {g.name} ({g.nlat}×{g.nlon}), years "
+    click.echo(f"{title}, domain {cfg.domain_obj().label}, grid {g.name} ({g.nlat}×{g.nlon}), years "
                f"{cfg.years[0]}–{cfg.years[1]}, store {cfg.store}")
     t0 = time.perf_counter()
     try:
@@ -163,12 +164,17 @@ def _on_cluster(cfg, title: str, run):
 
 @main.command()
 @click.option("--resolution", "grid", default=None,
-              help="grid preset: 1km (0.01), 0.05, 0.1 [default], 0.25, 0.5, 1")
+              help="degrees dividing 1° or a preset: 500m (0.005), 1km (0.01), 1/120, 0.05, "
+                   "0.1 [default], 0.25, 0.5, 1")
+@click.option("--domain", default=None,
+              help="study area: china [default], a province (sichuan), three-river-headwaters, "
+                   "tibetan-plateau, bbox:W,S,E,N or a polygon file (.gpkg/.shp/.geojson"
+                   "[?FIELD=VALUE])")
 @click.option("--years", default=None, help="year range, e.g. 2000-2020 [default]")
 @click.option("--seed", type=int, default=None, help="synthetic China seed [default 0]")
 @_run_options("the demo also publishes nep_pei (or nep_soil_tps) so both published models are "
               "compared")
-def demo(grid, years, seed, store, n_workers, scheduler, rh_model, chunk_mb, config_path,
+def demo(grid, domain, years, seed, store, n_workers, scheduler, rh_model, chunk_mb, config_path,
          progress):
     """Synthetic China → validated inputs → every product, published and released together.
 
@@ -179,7 +185,7 @@ def demo(grid, years, seed, store, n_workers, scheduler, rh_model, chunk_mb, con
     from .pipeline import run_demo
 
     try:
-        cfg = load_config(config_path, grid=grid, years=years, seed=seed,
+        cfg = load_config(config_path, grid=grid, domain=domain, years=years, seed=seed,
                           **_settings(store, n_workers, scheduler, rh_model, chunk_mb))
     except ConfigError as e:
         _fail(e)
@@ -217,6 +223,7 @@ def run_cmd(inputs, inputs_version, prefix, store, n_workers, scheduler, rh_mode
         rec = st.record("inputs", inputs, st.resolve("inputs", inputs, inputs_version))
         years = rec.get("years") or [None, None]
         cfg = load_config(config_path, defaults={"grid": rec.get("grid"),
+                                                 "domain": rec.get("domain", "china"),
                                                  "years": f"{years[0]}-{years[1]}"}, **settings)
     except (ConfigError, StoreError) as e:
         _fail(e)
@@ -243,14 +250,16 @@ def _report(result, cfg, t0: float):
     pre = result.prefix
     for name, summary in result.tables.items():
         if name.startswith(("nep", "karst", "sink")):
-            nat = summary[summary.region_set == "national"].iloc[0]
+            nat = summary[summary.region_set == DOMAIN].iloc[0]
             what = {"karst": "CCS over carbonate rock", "sink": "ecosystem sink NEP + CCS"}.get(
                 name, "NEP")
-            click.echo(f"{pre}{name}: {what}: national mean {nat.mean_flux_t_km2:.2f} t C km-2 "
-                       f"a-1, total {nat.total_tg:.2f} ± {nat.total_tg_sd:.2f} Tg C a-1 ({period})")
+            click.echo(f"{pre}{name}: {what}: {nat.region} mean {nat.mean_flux_t_km2:.2f} "
+                       f"t C km-2 a-1, total {nat.total_tg:.2f} ± {nat.total_tg_sd:.2f} Tg C a-1 "
+                       f"({period})")
             karst = summary[summary.region_set == "karst_region"]
-            click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.2f}" for r in
-                                          karst.itertuples()) + " t C km-2 a-1")
+            if len(karst):
+                click.echo("    " + ", ".join(f"{r.region} {r.mean_flux_t_km2:.2f}" for r in
+                                              karst.itertuples()) + " t C km-2 a-1")
         if name == "karst":
             f = result.facts
             if f.get("cv_r2") is None:
@@ -262,12 +271,12 @@ def _report(result, cfg, t0: float):
                            f"({f['cv_scheme']}); whole basins held out: R² "
                            f"{f['basin_cv_r2']:.3f}, RMSE {f['basin_cv_rmse']:.4f} mol L-1")
         if name.startswith("trends_"):
-            nat = summary[summary.region_set == "national"].set_index("category")
+            nat = summary[summary.region_set == DOMAIN].set_index("category")
             area = nat.area_km2.reindex(["increase", "decrease"]).fillna(0.0)
             click.echo(f"{pre}{name}: area increasing {area['increase'] / 1e4:.2f} ×10⁴ km², "
                        f"decreasing {area['decrease'] / 1e4:.2f} ×10⁴ km²")
         if name.startswith("attribution_"):
-            nat = summary[summary.region_set == "national"]
+            nat = summary[summary.region_set == DOMAIN]
             if nat.share_pct.isna().all():
                 click.echo(f"{pre}{name}: no pixel has enough years for attribution "
                            "(needs ≥ 6 years with 3 drivers)")

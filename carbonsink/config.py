@@ -43,6 +43,7 @@ YEAR_MIN, YEAR_MAX = 1900, 2100
 ENV_OVERRIDES = {  # environment variable → config field
     "CARBONSINK_STORE": "store",
     "CARBONSINK_GRID": "grid",
+    "CARBONSINK_DOMAIN": "domain",
     "CARBONSINK_YEARS": "years",
     "CARBONSINK_RH_MODEL": "rh_model",
     "CARBONSINK_CHUNK_MB": "chunk_mb",
@@ -65,6 +66,22 @@ class ClusterConfig(BaseModel):
     memory_limit: str = "2GB"
 
 
+class RegionFile(BaseModel):
+    """A region set from a polygon file: each distinct ``field`` value is a region."""
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    path: str
+    field: str
+    where: str | None = None   # FIELD=VALUE[,VALUE...]
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, v):
+        if not os.path.exists(os.path.expanduser(v)):
+            raise ValueError(f"region file {v!r} does not exist")
+        return os.path.abspath(os.path.expanduser(v))
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -72,6 +89,13 @@ class RunConfig(BaseModel):
     storage_options: dict[str, Any] = Field(default_factory=dict,
                                             description="non-secret fsspec options")
     grid: str = "0.1deg"  # canonical spelling (Grid.name), see _grid
+    # the study area (carbonsink.domains): "china", a province, "three-river-headwaters",
+    # "bbox:W,S,E,N" or a polygon file [?FIELD=VALUE]; canonical spelling (Domain.key)
+    domain: str = "china"
+    # region sets of the totals tables: built-in names (province, division, karst_region,
+    # yangtze_reach) and polygon files {name, path, field[, where]}
+    region_sets: list[str | RegionFile] = Field(
+        default_factory=lambda: ["province", "division", "karst_region"])
     years: tuple[int, int] = (2000, 2020)
     chunk_mb: float = Field(32.0, gt=0, le=512)
     rh_model: Literal[RH_MODELS] = DEFAULT_RH_MODEL  # type: ignore[valid-type]
@@ -100,6 +124,27 @@ class RunConfig(BaseModel):
         # the name published records carry (Grid.name). Raises on an unknown preset.
         return get_grid(str(v)).name
 
+    @field_validator("domain", mode="before")
+    @classmethod
+    def _domain(cls, v):
+        from .domains import get_domain
+        return get_domain(None if v is None else str(v)).key
+
+    @field_validator("region_sets")
+    @classmethod
+    def _region_sets(cls, v):
+        from .regions import BUILTIN_SETS
+        names = []
+        for spec in v:
+            name = spec if isinstance(spec, str) else spec.name
+            if isinstance(spec, str) and spec not in BUILTIN_SETS:
+                raise ValueError(f"unknown region set {spec!r}: built-in sets are "
+                                 f"{', '.join(BUILTIN_SETS)}; a file is {{name, path, field}}")
+            if name in names or name in ("basin", "cell_area", "domain_mask"):
+                raise ValueError(f"region set name {name!r} is used twice or reserved")
+            names.append(name)
+        return v
+
     @field_validator("years", mode="before")
     @classmethod
     def _years(cls, v):
@@ -124,8 +169,17 @@ class RunConfig(BaseModel):
     def year_list(self) -> list[int]:
         return list(range(self.years[0], self.years[1] + 1))
 
+    def domain_obj(self):
+        from .domains import get_domain
+        return get_domain(self.domain)
+
     def grid_obj(self):
-        return get_grid(self.grid)
+        """The grid the run computes on: the domain's box at the configured resolution."""
+        return self.domain_obj().grid(self.grid)
+
+    def region_set_specs(self) -> list:
+        """Region sets as :func:`carbonsink.regions.region_masks` takes them."""
+        return [s if isinstance(s, str) else s.model_dump() for s in self.region_sets]
 
     def resolved_storage_options(self) -> dict:
         """fsspec storage options with secrets from the environment (for the store layer only)."""
@@ -145,7 +199,19 @@ class RunConfig(BaseModel):
     def config_hash(self, exclude=("cluster", "store", "storage_options")) -> str:
         """Hash of what determines the results (not where they go or what computes them)."""
         d = {k: v for k, v in self.public_dict().items() if k not in exclude}
+        # polygon files count by content, not by path: an edited basin file gives new versions
+        d["domain_fingerprint"] = self.domain_obj().fingerprint
+        d["region_files"] = [_file_sha256(s.path) for s in self.region_sets
+                             if not isinstance(s, str)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def reject_secret_options(options: dict) -> dict:

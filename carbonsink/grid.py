@@ -1,8 +1,10 @@
-"""The China grid: presets, coordinates, true cell areas on the sphere and the chunk policy.
+"""Grids: resolutions, boxes, coordinates, true cell areas on the sphere and the chunk policy.
 
-Geographic grid (EPSG:4326) over the China box 73–136°E, 17–54°N (SCIENCE.md §0). Latitude runs
-north → south (descending, like most rasters); coordinates are cell centres. Cell edges sit on exact
-multiples of the resolution, so every preset nests in the coarser ones.
+A grid is a geographic (EPSG:4326) resolution that divides 1° (0.005°, 0.01°, 1/120°, 0.05°, … 1°)
+plus a box whose edges lie on multiples of it — the China box 73–136°E, 17–54°N by default, or a
+study area's box (:mod:`carbonsink.domains` adds the clip polygon). Latitude runs north → south
+(descending, like most rasters); coordinates are cell centres. Because edges sit on exact multiples
+of the resolution, grids nest: a 0.01° grid's cells tile every coarser grid's cells (SCIENCE.md §0).
 """
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ EARTH_RADIUS_M = 6_371_007.2
 
 CHINA_BBOX = (73.0, 17.0, 136.0, 54.0)  # west, south, east, north
 
-# name → resolution in degrees; "1km" is the headline 0.01° product
+# name → resolution in degrees; "1km" is the headline 0.01° product, "500m" MODIS' 0.005°. Any
+# other resolution that divides 1° is valid too ("0.02", "1/120"); these are just names.
 PRESETS: dict[str, float] = {
+    "500m": 0.005,
+    "0.005": 0.005,
     "1km": 0.01,
     "0.01": 0.01,
     "0.05": 0.05,
@@ -50,12 +55,48 @@ class Grid:
     north: float = CHINA_BBOX[3]
 
     def __post_init__(self):
-        if not (self.res > 0):
-            raise ValueError(f"grid resolution must be positive, got {self.res}")
-        for span, name in ((self.east - self.west, "lon"), (self.north - self.south, "lat")):
-            n = span / self.res
-            if abs(n - round(n)) > 1e-6 or round(n) < 1:
-                raise ValueError(f"{name} extent {span}° is not a whole number of {self.res}° cells")
+        object.__setattr__(self, "res", snap_resolution(self.res))
+        res, n = self.res, self.per_degree
+        for edge, name in ((self.west, "west"), (self.south, "south"), (self.east, "east"),
+                           (self.north, "north")):
+            k = float(edge) * n
+            if abs(k - round(k)) > 1e-6:
+                raise ValueError(f"grid {name} edge {edge}° is not a multiple of the {res:g}° "
+                                 "resolution (edges must lie on multiples of it)")
+            object.__setattr__(self, name, round(round(k) / n, 10))
+        if not (-180.0 <= self.west < self.east <= 360.0 and -90.0 <= self.south < self.north
+                <= 90.0):
+            raise ValueError(f"grid box W={self.west} S={self.south} E={self.east} N={self.north} "
+                             "is empty or outside the globe")
+
+    @classmethod
+    def covering(cls, res, bounds) -> "Grid":
+        """The smallest grid of resolution ``res`` whose box (edges on multiples of ``res``)
+        covers ``bounds`` = (west, south, east, north) in degrees."""
+        res = snap_resolution(res)
+        w, s, e, n = (float(b) for b in bounds)
+        k, eps = round(1.0 / res), 1e-9
+        return cls(res, math.floor(w * k + eps) / k, math.floor(s * k + eps) / k,
+                   math.ceil(e * k - eps) / k, math.ceil(n * k - eps) / k)
+
+    @property
+    def per_degree(self) -> int:
+        """Cells per degree (the resolution is exactly 1/per_degree)."""
+        return int(round(1.0 / self.res))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return (self.west, self.south, self.east, self.north)
+
+    def window_of(self, other: "Grid") -> tuple[slice, slice]:
+        """Rows and columns of this grid that ``other`` (same resolution, inside it) occupies."""
+        if abs(other.res - self.res) > 1e-12:
+            raise ValueError(f"grids of {other.res:g}° and {self.res:g}° do not share cells")
+        i0 = int(round((self.north - other.north) / self.res))
+        j0 = int(round((other.west - self.west) / self.res))
+        if i0 < 0 or j0 < 0 or i0 + other.nlat > self.nlat or j0 + other.nlon > self.nlon:
+            raise ValueError(f"{other} is not inside {self}")
+        return slice(i0, i0 + other.nlat), slice(j0, j0 + other.nlon)
 
     @property
     def name(self) -> str:
@@ -63,11 +104,11 @@ class Grid:
 
     @property
     def nlat(self) -> int:
-        return int(round((self.north - self.south) / self.res))
+        return int(round((self.north - self.south) * self.per_degree))
 
     @property
     def nlon(self) -> int:
-        return int(round((self.east - self.west) / self.res))
+        return int(round((self.east - self.west) * self.per_degree))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,12 +117,14 @@ class Grid:
     @cached_property
     def lat(self) -> np.ndarray:
         """Cell-centre latitudes, north → south."""
-        return np.round(self.north - self.res * (np.arange(self.nlat) + 0.5), 10)
+        n = self.per_degree
+        return np.round((round(self.north * n) - (np.arange(self.nlat) + 0.5)) / n, 10)
 
     @cached_property
     def lon(self) -> np.ndarray:
         """Cell-centre longitudes, west → east."""
-        return np.round(self.west + self.res * (np.arange(self.nlon) + 0.5), 10)
+        n = self.per_degree
+        return np.round((round(self.west * n) + (np.arange(self.nlon) + 0.5)) / n, 10)
 
     @cached_property
     def row_area(self) -> np.ndarray:
@@ -116,7 +159,7 @@ class Grid:
 
     def attrs(self) -> dict:
         return {"grid": self.name, "grid_resolution_deg": self.res,
-                "grid_bbox": [self.west, self.south, self.east, self.north], "crs": "EPSG:4326"}
+                "grid_bbox": list(self.bounds), "crs": "EPSG:4326"}
 
     def chunks(self, ntime: int, itemsize: int = 4, target_mb: float = 32.0) -> dict[str, int]:
         """Chunk policy: the full time axis in every chunk, square spatial tiles sized so a chunk of
@@ -131,44 +174,90 @@ class Grid:
         side = max(64, int(math.sqrt(pixels)) // 16 * 16)
         return {"lat": min(side, self.nlat), "lon": min(side, self.nlon)}
 
+    @property
+    def is_china_box(self) -> bool:
+        return self.bounds == CHINA_BBOX
+
     def __repr__(self) -> str:
-        return f"Grid({self.name}, {self.nlat}×{self.nlon})"
+        box = "" if self.is_china_box else " {:g}–{:g}°E {:g}–{:g}°N".format(
+            self.west, self.east, self.south, self.north)
+        return f"Grid({self.name}{box}, {self.nlat}×{self.nlon})"
 
 
-def get_grid(preset: str | float | Grid) -> Grid:
-    """A preset grid by name ('1km', '0.05', '0.1', ...) or resolution in degrees."""
-    if isinstance(preset, Grid):
-        return preset
-    key = str(preset).strip().removesuffix("deg").removesuffix("°")
-    if key in PRESETS:
-        return Grid(PRESETS[key])
+def snap_resolution(res) -> float:
+    """``res`` (degrees) as exactly 1/n for the whole number n it stands for; ValueError unless it
+    divides 1° (0.005, 0.01, 1/120 ≈ 0.0083333, 0.05, 0.25, 1 do; 0.3 or 0.007 do not)."""
     try:
-        res = float(key)
+        res = float(res)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid resolution {res!r} is not a number of degrees") from None
+    if not (res > 0) or not math.isfinite(res):
+        raise ValueError(f"grid resolution must be positive, got {res}")
+    if res > 1.0:
+        raise ValueError(f"grid resolution {res:g}° is coarser than 1°; it must divide 1°")
+    n = 1.0 / res
+    if abs(n - round(n)) > 1e-5 * n:
+        raise ValueError(f"grid resolution {res:g}° does not divide 1° (1/{res:g} = {n:.4f} is not "
+                         "a whole number); use e.g. 0.005, 0.01, 1/120, 0.05, 0.1, 0.25, 0.5 or 1")
+    return 1.0 / int(round(n))
+
+
+def parse_resolution(spec: str | float) -> float:
+    """A resolution in degrees from a preset name ('1km', '500m', '0.1deg'), a number or a
+    fraction ('1/120'); it must divide 1°."""
+    key = str(spec).strip().removesuffix("deg").removesuffix("°")
+    if key in PRESETS:
+        return PRESETS[key]
+    if "/" in key:
+        num, _, den = key.partition("/")
+        try:
+            return snap_resolution(float(num) / float(den))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"grid resolution {spec!r} is not a fraction of degrees") from None
+    try:
+        value = float(key)
     except ValueError:
-        res = None
-    for name, value in PRESETS.items():
-        if res is not None and abs(value - res) < 1e-12:
-            return Grid(PRESETS[name])
-    raise ValueError(f"unknown grid preset {preset!r}; choose one of {sorted(set(PRESETS))}")
+        raise ValueError(f"unknown grid resolution {spec!r}; give degrees dividing 1° (e.g. 0.005, "
+                         f"0.01, 1/120) or a preset: {sorted(set(PRESETS))}") from None
+    return snap_resolution(value)
+
+
+def get_grid(preset: str | float | Grid, bounds=None) -> Grid:
+    """A grid by resolution (preset name, degrees or fraction, see :func:`parse_resolution`) over
+    the China box, or over the smallest box on multiples of the resolution covering ``bounds``."""
+    if isinstance(preset, Grid):
+        return preset if bounds is None else Grid.covering(preset.res, bounds)
+    res = parse_resolution(preset)
+    return Grid(res) if bounds is None else Grid.covering(res, bounds)
 
 
 def grid_of(obj) -> Grid:
-    """The preset grid a Dataset/DataArray lies on, checked coordinate by coordinate."""
-    lat = np.asarray(obj["lat"].values)
-    lon = np.asarray(obj["lon"].values)
+    """The grid a Dataset/DataArray lies on (any resolution dividing 1°, any box on multiples of
+    it), checked coordinate by coordinate: regular cell centres, latitude descending."""
+    lat = np.asarray(obj["lat"].values, dtype="f8")
+    lon = np.asarray(obj["lon"].values, dtype="f8")
     if lat.size < 1 or lon.size < 1:
         raise ValueError("empty lat/lon coordinates")
-    res = float(np.round(abs(lon[1] - lon[0]) if lon.size > 1 else abs(lat[1] - lat[0]), 10))
-    for value in sorted(set(PRESETS.values())):
-        if abs(value - res) < 1e-9:
-            g = Grid(value)
-            if (lat.shape == g.lat.shape and lon.shape == g.lon.shape
-                    and np.allclose(lat, g.lat, atol=res * 1e-3)
-                    and np.allclose(lon, g.lon, atol=res * 1e-3)):
-                return g
-    raise ValueError(
-        f"lat/lon coordinates ({lat.size}×{lon.size}, step {res}°) are not a carbonsink grid preset "
-        f"over {CHINA_BBOX} with descending latitude")
+    if lon.size > 1:
+        step = lon[1] - lon[0]
+    elif lat.size > 1:
+        step = lat[0] - lat[1]
+    else:
+        raise ValueError("a single cell does not define a grid resolution")
+    try:
+        res = snap_resolution(abs(step))
+        g = Grid(res, lon[0] - res / 2, lat[-1] - res / 2, lon[-1] + res / 2, lat[0] + res / 2)
+    except ValueError as e:
+        raise ValueError(f"lat/lon coordinates ({lat.size}×{lon.size}, step {step:g}°) are not a "
+                         f"carbonsink grid: {e}") from None
+    if not (lat.shape == g.lat.shape and lon.shape == g.lon.shape
+            and np.allclose(lat, g.lat, atol=res * 1e-3)
+            and np.allclose(lon, g.lon, atol=res * 1e-3)):
+        raise ValueError(
+            f"lat/lon coordinates ({lat.size}×{lon.size}, step {step:g}°) are not a carbonsink "
+            "grid: cell centres must be regular, on multiples of the resolution plus half a cell, "
+            "with descending latitude")
+    return g
 
 
 # --- georeferencing (CF grid mapping that GDAL, rioxarray and CF readers understand) -------------

@@ -39,14 +39,13 @@ from .products.climate import annual_drivers
 from .products.karst import compute_karst, compute_sink
 from .products.nep import compute_nep
 from .products.trends import compute_trends
-from .regions import region_masks
+from .regions import region_masks, region_set_names
 from .synthetic import make_basins, make_inputs, make_ion_table
 from .zonal import category_areas, cell_area_da, period_summary, totals
 
 log = logging.getLogger("carbonsink")
 
 DEMO_RH_MODELS = ("soil_tps", "pei")
-REGION_SETS = ["province", "division", "karst_region"]
 CONTENT_PREFIX = "c-"
 
 
@@ -76,7 +75,9 @@ def _csv(table: pd.DataFrame) -> bytes:
 def _record(ds: xr.Dataset, cfg: RunConfig, description: str, **extra) -> dict:
     rec = {"description": description,
            "units": {k: v.attrs.get("units") for k, v in ds.data_vars.items()},
-           "grid": cfg.grid_obj().name, "config_hash": cfg.config_hash(),
+           "grid": cfg.grid_obj().name, "grid_bbox": list(cfg.grid_obj().bounds),
+           "domain": cfg.domain, "domain_name": cfg.domain_obj().label,
+           "config_hash": cfg.config_hash(),
            "config": {k: v for k, v in cfg.public_dict().items()
                       if k not in ("storage_options", "cluster")}, **extra}
     if "year" in ds.coords:
@@ -90,11 +91,21 @@ def _read_csv(store: Store, p: Published, suffix: str) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(store.read_bytes(p.record["attachments"][suffix])))
 
 
+def _region_sets(regions: xr.Dataset) -> xr.Dataset:
+    """The region-set masks of a regions dataset (those of the run's domain, see region_masks)."""
+    return regions[region_set_names(regions)]
+
+
+def _domain_name(regions: xr.Dataset) -> str:
+    return str(regions.attrs.get("domain_name", "China"))
+
+
 def _totals_attachment(var: str, regions: xr.Dataset, where=None):
     """Totals of ``var`` per region and year, computed from the staged (written) product."""
     def attach(staged: xr.Dataset) -> dict[str, bytes]:
         flux = staged[var] if where is None else staged[var].where(where(staged))
-        return {"totals.csv": _csv(totals(flux, regions[REGION_SETS]))}
+        return {"totals.csv": _csv(totals(flux, _region_sets(regions),
+                                          domain_name=_domain_name(regions)))}
     return attach
 
 
@@ -210,10 +221,11 @@ def publish_regions(store: Store, cfg: RunConfig, ntime: int, *,
                     name: str = "regions") -> Published:
     """The region masks (+ cell areas, + river basins if given) of the configured grid, in the same
     tiles as inputs of ``ntime`` months, published as ``inputs/<name>``."""
-    regions = region_masks(cfg.grid_obj())
+    regions = region_masks(cfg.grid_obj(), cfg.domain_obj(), cfg.region_set_specs())
     regions["cell_area"] = cell_area_da(regions)
     if basins is not None:
-        regions["basin"] = basins
+        regions["basin"] = basins.where(regions["domain_mask"] > 0, 0).astype(basins.dtype) \
+            .assign_attrs(basins.attrs)
     regions = regions.chunk(cfg.grid_obj().chunks(ntime, target_mb=cfg.chunk_mb))
     return store.publish(regions, "inputs", name, compute=make_compute(progress),
                          version=version,
@@ -233,9 +245,12 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
     p_in = store.reuse("inputs", "synthetic", v_in)
     basins = None
     if p_in is None:
-        log.info("synthetic China on %s for %s–%s", cfg.grid_obj(), *cfg.years)
-        inputs = make_inputs(cfg.grid_obj(), cfg.years, seed=cfg.seed, target_mb=cfg.chunk_mb)
-        basins = make_basins(cfg.grid_obj(), seed=cfg.seed)
+        log.info("synthetic China (%s) on %s for %s–%s", cfg.domain_obj().label, cfg.grid_obj(),
+                 *cfg.years)
+        inputs = make_inputs(cfg.grid_obj(), cfg.years, seed=cfg.seed, target_mb=cfg.chunk_mb,
+                             land=domain_land(cfg))
+        inputs.attrs.update(cfg.domain_obj().attrs(cfg.grid_obj()))
+        basins = synthetic_basins(cfg)
         ions = make_ion_table(inputs, basins, seed=cfg.seed)
         p_in = publish_canonical(store, cfg, inputs, name="synthetic", progress=progress,
                                  attachments={"river_chemistry.csv": _csv(ions)}, version=v_in,
@@ -244,9 +259,18 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
         log.info("%s %s is complete: reused", p_in.key, p_in.version)
 
     p_reg = regions_step(store, cfg, p_in, progress=progress,
-                         basins=lambda: make_basins(cfg.grid_obj(), seed=cfg.seed)
-                         if basins is None else basins)
+                         basins=lambda: synthetic_basins(cfg) if basins is None else basins)
     return p_in, p_reg
+
+
+def domain_land(cfg: RunConfig):
+    """The domain's mask on the run's grid, or None for all China (the synthetic default)."""
+    return None if cfg.domain == "china" else cfg.domain_obj().mask(cfg.grid_obj())
+
+
+def synthetic_basins(cfg: RunConfig):
+    """The demo's synthetic river basins on the run's domain."""
+    return make_basins(cfg.grid_obj(), seed=cfg.seed, land=domain_land(cfg))
 
 
 def regions_name(inputs: str) -> str:
@@ -293,11 +317,15 @@ def published_inputs_step(store: Store, cfg: RunConfig, name: str, version: str 
     if rec.get("grid") != cfg.grid_obj().name:
         raise ConfigError(f"{p_in.key} {p_in.version} is on grid {rec.get('grid')}, the "
                           f"configuration asks for {cfg.grid_obj().name}")
+    if rec.get("domain", "china") != cfg.domain:
+        raise ConfigError(f"{p_in.key} {p_in.version} covers the domain "
+                          f"{rec.get('domain_name', rec.get('domain', 'china'))!r}, the "
+                          f"configuration asks for {cfg.domain_obj().label!r}")
     if list(rec.get("years") or []) != list(cfg.years):
         raise ConfigError(f"{p_in.key} {p_in.version} covers years {rec.get('years')}, the "
                           f"configuration asks for {list(cfg.years)}")
     if name == "synthetic":
-        basins = functools.partial(make_basins, cfg.grid_obj(), seed=cfg.seed)
+        basins = functools.partial(synthetic_basins, cfg)
     else:
         basins = None
     return p_in, regions_step(store, cfg, p_in, basins=basins, progress=progress)
@@ -396,11 +424,13 @@ def run_trends(store: Store, cfg: RunConfig, da: xr.DataArray, regions: xr.Datas
     tr = compute_trends(da)
 
     def attach(staged):
-        areas = category_areas(staged.change_class, regions[REGION_SETS])
+        sets, dname = _region_sets(regions), _domain_name(regions)
+        areas = category_areas(staged.change_class, sets, domain_name=dname)
         sign = xr.where(staged.slope > 0, 1, xr.where(staged.slope < 0, 2, 0)).astype("i1")
         sign.attrs = {"flag_values": [1, 2], "flag_meanings": "increase decrease"}
         return {"change_areas.csv": _csv(areas),
-                "increase_decrease_areas.csv": _csv(category_areas(sign, regions[REGION_SETS]))}
+                "increase_decrease_areas.csv": _csv(category_areas(sign, sets,
+                                                                   domain_name=dname))}
     return store.publish(tr, "products", name, compute=make_compute(progress), attachments=attach,
                          version=version,
                          record=_record(tr, cfg, f"trends of {da.name} (OLS, Sen/Mann-Kendall, CV, "
@@ -414,8 +444,8 @@ def run_attribution(store: Store, cfg: RunConfig, da: xr.DataArray, drivers: xr.
     att = compute_attribution(da, {v: drivers[v] for v in ("pr", "tas", "rsds")})
 
     def attach(staged):
-        return {"dominant_areas.csv": _csv(category_areas(staged.dominant_factor,
-                                                          regions[REGION_SETS]))}
+        return {"dominant_areas.csv": _csv(category_areas(
+            staged.dominant_factor, _region_sets(regions), domain_name=_domain_name(regions)))}
     return store.publish(att, "products", name, compute=make_compute(progress), attachments=attach,
                          version=version,
                          record=_record(att, cfg, f"attribution of the trend of {da.name} to "

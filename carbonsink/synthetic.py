@@ -191,18 +191,29 @@ def _block(land, *, kind, grid: Grid, years, seed, block_info=None):
     return out
 
 
-def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
-                target_mb: float = 32.0) -> xr.Dataset:
-    """The synthetic canonical inputs (lazy, dask-backed) for a grid preset and a year range."""
-    from .regions import china_mask
+def _land(grid: Grid, land) -> np.ndarray:
+    """The land mask of a synthetic field: ``land`` (a domain mask on ``grid``) or China's land."""
+    if land is None:
+        from .regions import china_mask
+        return china_mask(grid).values
+    land = np.asarray(land)
+    if land.shape != grid.shape:
+        raise ValueError(f"land mask of shape {land.shape} is not on {grid}")
+    return land.astype("u1")
 
+
+def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
+                target_mb: float = 32.0, land=None) -> xr.Dataset:
+    """The synthetic canonical inputs (lazy, dask-backed) for a grid and a year range; ``land``: the
+    domain's mask on ``grid`` (default China's land). Every field is a function of the cell's
+    position, so a domain's inputs are exactly the same cells cut out of the China-box inputs."""
     grid = get_grid(grid)
     y0, y1 = int(years[0]), int(years[-1])
     yrs = np.arange(y0, y1 + 1)
     ny, nt = yrs.size, yrs.size * 12
     chunks = grid.chunks(nt, itemsize=4, target_mb=target_mb)
     cs = (chunks["lat"], chunks["lon"])
-    land_np = china_mask(grid).values
+    land_np = _land(grid, land)
     land = da.from_array(land_np, chunks=cs)
 
     def var(kind, ntime=None):
@@ -263,13 +274,11 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
     return ds
 
 
-def truth(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0) -> xr.Dataset:
+def truth(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0, land=None) -> xr.Dataset:
     """The planted per-pixel truth: sensitivities of NPP, driver trends, human trend, NPP trend."""
-    from .regions import china_mask
-
     grid = get_grid(grid)
     tile = _Tile(grid.lat, grid.lon, seed, 0, 0)
-    land = china_mask(grid).values > 0
+    land = _land(grid, land) > 0
     fields = {
         "sensitivity_pr": (tile.beta_pr, "g m-2 yr-1 mm-1 yr"),
         "sensitivity_tas": (tile.beta_tas, "g m-2 yr-1 degC-1"),
@@ -310,15 +319,19 @@ def _unit_vectors(lon, lat):
     return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
 
 
-def _basin_sites(n_basins: int, seed: int) -> np.ndarray:
+def _basin_sites(n_basins: int, seed: int, coarse: Grid | None = None,
+                 land: np.ndarray | None = None) -> np.ndarray:
     """(n, 2) lon/lat of the basin sites: seeded candidates (counter-based, so the same on every
-    grid) kept when they fall in an interior 1° China land cell and are far enough from the sites
-    already kept (Poisson-disk spacing, relaxed when the land runs out of room)."""
+    grid) kept when they fall in an interior land cell of ``coarse`` (default: 1° China) and are far
+    enough from the sites already kept (Poisson-disk spacing, relaxed when the land runs out of
+    room). A domain passes its own grid and mask, so its basins lie inside it."""
     from .grid import EARTH_RADIUS_M
-    from .regions import china_mask
 
-    coarse = get_grid("1")
-    land = china_mask(coarse).values > 0
+    if coarse is None:
+        coarse = get_grid("1")
+        land = _land(coarse, None) > 0
+    else:
+        land = np.asarray(land) > 0
     interior = land.copy()
     interior[1:] &= land[:-1]
     interior[:-1] &= land[1:]
@@ -329,7 +342,7 @@ def _basin_sites(n_basins: int, seed: int) -> np.ndarray:
     sites, vecs, misses, k = [], [], 0, 0
     while len(sites) < n_basins:
         if k > 1_000_000:
-            raise RuntimeError(f"could not place {n_basins} basin sites on China land")
+            raise RuntimeError(f"could not place {n_basins} basin sites on the land of {coarse}")
         lon = coarse.west + (coarse.east - coarse.west) * _uniform(seed, "basin_site", k, 0, 0)
         lat = coarse.south + (coarse.north - coarse.south) * _uniform(seed, "basin_site", k, 1, 0)
         k += 1
@@ -350,22 +363,26 @@ def _basin_sites(n_basins: int, seed: int) -> np.ndarray:
     return np.asarray(sites)
 
 
-def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0) -> xr.DataArray:
-    """Synthetic river basins: int32 (lat, lon) ids 1..n on China land, 0 elsewhere.
+def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0,
+                land=None) -> xr.DataArray:
+    """Synthetic river basins: int32 (lat, lon) ids 1..n on China land (or the domain's mask
+    ``land`` on ``grid``, with sites inside it), 0 elsewhere.
 
     Each land cell belongs to the nearest of ``n_basins`` seeded sites (great-circle distance on a
     gently warped sphere, so the divides curve). The sites are drawn from the counter-based noise
     independently of the grid, so a seed gives the same basins on every grid preset; every basin
     has at least one cell (its site's cell) on any preset.
     """
-    from .regions import china_mask
-
     grid = get_grid(grid)
     if n_basins < 1:
         raise ValueError(f"n_basins must be ≥ 1, got {n_basins}")
-    sites = _basin_sites(int(n_basins), int(seed))
+    if land is None:
+        sites = _basin_sites(int(n_basins), int(seed))
+        land = _land(grid, None) > 0
+    else:
+        land = _land(grid, land) > 0
+        sites = _basin_sites(int(n_basins), int(seed), grid, land)
     site_vecs = _unit_vectors(sites[:, 0], sites[:, 1])                  # (n, 3)
-    land = china_mask(grid).values > 0
     ids = np.zeros(grid.shape, dtype="int32")
     step = max(1, 2_000_000 // grid.nlon)  # rows per block: bounded memory at 1 km
     for r0 in range(0, grid.nlat, step):

@@ -3,6 +3,11 @@
 mean flux [t C km⁻² a⁻¹ = g C m⁻² a⁻¹] = Σ F·A / Σ A over the region's valid (non-NaN) cells;
 total [Tg C a⁻¹] = Σ F·A × 1e-12. Reductions run chunk by chunk through flox; only the per-region
 sums come back to the client.
+
+The first rows of every table are the whole domain (``region_set`` "domain", ``region`` the
+domain's name: China, Three-River Headwaters, a basin file's name); region sets follow. A region set
+mask carries its names in ``region_names`` and, where they are abbreviations (the karst regions SK,
+NK, QK), ``region_long_names``: tables spell them out as "Southern karst (SK)".
 """
 from __future__ import annotations
 
@@ -14,7 +19,18 @@ from flox.xarray import xarray_reduce
 
 from . import units as u
 from .grid import grid_of
-from .regions import names as region_names
+from .regions import names as _names
+
+DOMAIN = "domain"   # region_set of the whole-domain rows
+
+
+def region_names(mask: xr.DataArray) -> dict[int, str]:
+    """Code → display name of a region mask: "Long name (ABBR)" where long names are given."""
+    codes = _names(mask)
+    long_names = mask.attrs.get("region_long_names")
+    if long_names and len(long_names) == len(codes):
+        return {c: f"{ln} ({codes[c]})" for c, ln in zip(sorted(codes), long_names)}
+    return codes
 
 COLUMNS = ["region_set", "region", "year", "area_km2", "mean_flux_t_km2", "total_tg"]
 
@@ -47,13 +63,16 @@ def _as_mask_sets(regions) -> dict[str, xr.DataArray]:
     return {str(k): v for k, v in dict(regions).items()}
 
 
-def totals(flux: xr.DataArray, regions=None, *, national: bool = True,
-           national_name: str = "China") -> pd.DataFrame:
+def totals(flux: xr.DataArray, regions=None, *, domain: bool = True,
+           domain_name: str | None = None) -> pd.DataFrame:
     """Per region and year: valid area (km²), area-weighted mean flux (t C km⁻² a⁻¹), total (Tg C a⁻¹).
 
     ``flux``: (year, lat, lon) in a unit convertible to g m-2 yr-1. ``regions``: an integer mask
     (0 = none) with flag_values/region_names attrs, a Dataset of such masks, or a dict of them.
+    ``domain_name``: the label of the whole-domain rows (default: the flux's ``domain_name`` attr,
+    else "China").
     """
+    domain_name = domain_name or flux.attrs.get("domain_name") or "China"
     if "units" not in flux.attrs:
         raise ValueError(f"flux {flux.name!r} has no units attribute")
     flux = u.convert(flux, flux.attrs["units"], "g m-2 yr-1")
@@ -66,8 +85,8 @@ def totals(flux: xr.DataArray, regions=None, *, national: bool = True,
     weighted = (flux * area).fillna(0.0)
 
     lazy = {}
-    if national:
-        lazy["national"] = (weighted.sum(("lat", "lon")), valid_area.sum(("lat", "lon")))
+    if domain:
+        lazy[DOMAIN] = (weighted.sum(("lat", "lon")), valid_area.sum(("lat", "lon")))
     for set_name, mask in _as_mask_sets(regions).items():
         codes = region_names(mask)
         mask = mask.reindex_like(flux, method=None)
@@ -86,9 +105,9 @@ def totals(flux: xr.DataArray, regions=None, *, national: bool = True,
     for set_name, (s, a) in computed.items():
         s, a = np.asarray(s.transpose("year", ...).values), np.asarray(
             a.transpose("year", ...).values)
-        if set_name == "national":
-            labels, s, a = [national_name], s[:, None], a[:, None]
-            set_label = "national"
+        if set_name == DOMAIN:
+            labels, s, a = [domain_name], s[:, None], a[:, None]
+            set_label = DOMAIN
         else:
             codes = region_names(_as_mask_sets(regions)[set_name])
             labels = [codes[c] for c in sorted(codes)]
@@ -113,22 +132,23 @@ def period_summary(table: pd.DataFrame) -> pd.DataFrame:
                  total_tg=("total_tg", "mean"), total_tg_sd=("total_tg", "std")).reset_index()
 
 
-def category_areas(categories: xr.DataArray, regions=None, *, national: bool = True,
-                   national_name: str = "China") -> pd.DataFrame:
+def category_areas(categories: xr.DataArray, regions=None, *, domain: bool = True,
+                   domain_name: str | None = None) -> pd.DataFrame:
     """Area (km², true cell areas) of each category of a (lat, lon) class map, per region.
 
     ``categories``: integer codes with flag_values and flag_meanings (or region_names) attrs, 0 =
     no data — e.g. ``change_class`` or ``dominant_factor``. Returns region_set, region, category,
     area_km2 and share_pct (of the region's classified area).
     """
+    domain_name = domain_name or categories.attrs.get("domain_name") or "China"
     cat_names = region_names(categories)
     cat_codes = np.array(sorted(cat_names), dtype="int32")
     spatial = {d: c for d, c in (categories.chunksizes or {}).items() if d in ("lat", "lon")}
     area = cell_area_da(categories, chunks=spatial)
     cats = categories.fillna(0).astype("int32").rename("__category")
     lazy = {}
-    if national:
-        lazy["national"] = xarray_reduce(area, cats, func="sum", expected_groups=cat_codes,
+    if domain:
+        lazy[DOMAIN] = xarray_reduce(area, cats, func="sum", expected_groups=cat_codes,
                                          dim=("lat", "lon"), fill_value=0.0)
     sets = _as_mask_sets(regions)
     for set_name, mask in sets.items():
@@ -141,8 +161,8 @@ def category_areas(categories: xr.DataArray, regions=None, *, national: bool = T
     (computed,) = dask.compute(lazy)
     rows = []
     for set_name, arr in computed.items():
-        if set_name == "national":
-            labels, values = [national_name], np.asarray(arr.values)[None, :]
+        if set_name == DOMAIN:
+            labels, values = [domain_name], np.asarray(arr.values)[None, :]
         else:
             names_ = region_names(sets[set_name])
             labels = [names_[c] for c in sorted(names_)]

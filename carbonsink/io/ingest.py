@@ -73,7 +73,10 @@ from affine import Affine
 
 from .. import __version__
 from .. import units as u
-from ..grid import Grid, get_grid
+from ..domains import get_domain
+from ..grid import Grid
+
+CNMAPS_LAND = "cnmaps provinces of China"
 from . import plausibility as pl
 from . import readers as rd
 from . import regrid as rg
@@ -441,15 +444,18 @@ def _netcdf_keys(var, r: rd.Raster, temporal, year, month):
 # Land mask, fingerprints, tables, content hash
 # ================================================================================================
 def _land_mask(m: Manifest, grid: Grid) -> tuple[np.ndarray, dict, VarPlan | None]:
-    """China's land (cnmaps, as the synthetic inputs use) or the manifest's mask raster."""
+    """The domain's mask (China's land inside the study area's clip, cnmaps, as the synthetic
+    inputs use), intersected with the manifest's mask raster if it has one."""
+    domain = get_domain(m.domain)
+    inside = domain.mask(grid)
     if "land_mask" not in m.variables:
-        from ..regions import china_mask
-        return china_mask(grid).values.astype("u1"), {"source": "cnmaps provinces of China"}, None
+        source = CNMAPS_LAND if domain.kind == "china" else f"domain {domain.key}"
+        return inside, {"source": source, "domain": domain.fingerprint}, None
     # no coverage requirement: cells outside the mask raster are not land
     plan = _plan_variable(m, "land_mask", grid, np.zeros(grid.shape, dtype=bool))
     values = _regridded_source(plan, grid, grid.chunks(1), 0, raw_stats={})[0].compute()
-    mask = (np.nan_to_num(values, nan=0.0) >= 0.5).astype("u1")
-    return mask, {"source": plan.pattern}, plan
+    mask = ((np.nan_to_num(values, nan=0.0) >= 0.5) & (inside > 0)).astype("u1")
+    return mask, {"source": plan.pattern, "domain": domain.fingerprint}, plan
 
 
 def _fingerprints(m: Manifest, plans: dict[str, VarPlan], table_paths: list[str]) -> dict:
@@ -492,10 +498,10 @@ def _content(m: Manifest, plans: dict[str, VarPlan], fps: dict, land_info: dict,
                 per_year[key].append(entry)
         variables[var] = {"spec": m.variable_hash(var), "sources": per_year}
     land = land_info.get("source")
-    if land_info.get("source") != "cnmaps provinces of China":
-        fp = fps.get(land_info["source"])
-        land = f"{fp.digest}:{fp.size}" if fp else land
+    fp = fps.get(land_info["source"])
+    land = f"{fp.digest}:{fp.size}" if fp else land
     return {"format": INGEST_FORMAT, "grid": m.grid, "years": list(m.years),
+            "domain": m.domain, "domain_fingerprint": land_info.get("domain", ""),
             "land_mask": {"spec": m.variable_hash("land_mask") if "land_mask" in m.variables
                           else "cnmaps", "source": land},
             "variables": variables,
@@ -766,6 +772,7 @@ def _dataset_attrs(m: Manifest, grid: Grid, content_hash: str, mode: str) -> dic
         "ingest_years": list(m.years),
         "lat_order": "descending (north to south)",
         **grid.attrs(),
+        **get_domain(m.domain).attrs(grid),
     }
 
 
@@ -1061,7 +1068,7 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     m = load_manifest(manifest)
     store = store if isinstance(store, Store) else Store(store)
     name = validate_name(name or m.name, "inputs name")   # a store path: checked before any work
-    grid = get_grid(m.grid)
+    grid = get_domain(m.domain).grid(m.grid)
     years = m.year_list
     land, land_info, land_plan = _land_mask(m, grid)
     plans = {var: _plan_variable(m, var, grid, land) for var in SCHEMA
@@ -1103,6 +1110,9 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
         "description": f"canonical carbonsink inputs ingested from {m.path or 'a manifest'}",
         "units": {v: SCHEMA[v].units for v in SCHEMA if v in plans or v == "land_mask"},
         "grid": grid.name,
+        "grid_bbox": list(grid.bounds),
+        "domain": m.domain,
+        "domain_name": get_domain(m.domain).label,
         "years": list(m.years),
         "ingest": {"format": INGEST_FORMAT, "mode": mode, "reason": reason,
                    "manifest_path": m.path, "manifest_sha256": m.sha256(),

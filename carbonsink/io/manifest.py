@@ -68,7 +68,10 @@ sink iterates I = 3[Ca] per pixel.
 and the seven major ions; ``units`` mmol L-1, µmol L-1, mg L-1 or meq L-1), attached to the published
 inputs as ``river_chemistry.csv``.
 
-Top level: ``name`` (published as ``inputs/<name>``, default ``observed``), ``grid`` (preset),
+Top level: ``name`` (published as ``inputs/<name>``, default ``observed``), ``grid`` (a resolution
+dividing 1° or a preset), ``domain`` (the study area, :mod:`carbonsink.domains`: ``china`` by
+default, a province, ``three-river-headwaters``, ``bbox:W,S,E,N`` or a polygon file relative to the
+manifest; only the domain's box is read and its clip is the land mask),
 ``years`` (``2001-2020``), ``checksum`` (``sha256`` of every source file, default, or ``stat`` = size +
 mtime for very large local archives; object stores use their ETag), ``chunk_mb``, ``title`` and
 ``storage_options`` (non-secret fsspec options for ``s3://`` sources; keys come from the environment).
@@ -248,6 +251,8 @@ class Manifest(BaseModel):
     name: str = Field("observed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     title: str | None = None
     grid: str = "0.1"
+    # the study area (carbonsink.domains); a polygon file is relative to the manifest
+    domain: str = "china"
     years: tuple[int, int]
     checksum: Literal[CHECKSUMS] = "sha256"  # type: ignore[valid-type]
     chunk_mb: float = Field(32.0, gt=0, le=512)
@@ -429,7 +434,24 @@ def load_manifest(manifest, *, path: str | None = None) -> Manifest:
             problems.append(f"{loc}: {msg}" if loc else msg)
         raise ManifestError(var, where, "invalid manifest: " + "; ".join(problems)) from None
     m.path = path
+    try:
+        m.domain = _resolve_domain(m.domain, path)
+    except ValueError as e:
+        raise ManifestError(None, where, f"invalid manifest: domain: {e}") from None
     return m
+
+
+def _resolve_domain(spec: str, path: str | None) -> str:
+    """The canonical key of the manifest's domain; a relative polygon file is taken relative to
+    the manifest's folder."""
+    from ..domains import _looks_like_file, get_domain
+
+    body = spec[5:] if spec.lower().startswith("file:") else spec
+    if (spec.lower().startswith("file:") or _looks_like_file(spec)) and path \
+            and not os.path.isabs(os.path.expanduser(body)):
+        body = os.path.join(os.path.dirname(os.path.abspath(path)), body)
+        spec = body
+    return get_domain(spec).key
 
 
 def _yaml(text: str, where):

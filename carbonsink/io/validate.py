@@ -15,7 +15,7 @@ import xarray as xr
 from .. import units as u
 import warnings
 
-from ..grid import PRESETS, Grid, grid_of
+from ..grid import Grid, grid_of
 
 
 class InputError(ValueError):
@@ -134,17 +134,29 @@ def validate_inputs(ds: xr.Dataset, variables=None, *, source: str | None = None
 
 
 def _off_grid_coord(ds: xr.Dataset) -> str | None:
-    """Which of lat/lon misses the preset the other one matches (None if both or neither)."""
+    """Which of lat/lon is not a grid axis while the other is (None if both or neither are): a
+    grid axis has a regular step dividing 1° and centres half a cell off multiples of it."""
     for name in ("lat", "lon"):
         if name not in ds.coords:
             return name
-    lat, lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
-    for res in sorted(set(PRESETS.values())):
-        g = Grid(res)
-        lat_ok = lat.shape == g.lat.shape and np.allclose(lat, g.lat, atol=res * 1e-3)
-        lon_ok = lon.shape == g.lon.shape and np.allclose(lon, g.lon, atol=res * 1e-3)
-        if lat_ok != lon_ok:
-            return "lon" if lat_ok else "lat"
+
+    def axis_ok(values, descending):
+        v = np.asarray(values, dtype="f8")
+        if v.size < 2:
+            return v.size == 1
+        step = np.diff(v)
+        if descending != bool(step[0] < 0) or not np.allclose(step, step[0], rtol=1e-6):
+            return False
+        try:
+            g = Grid(abs(step[0]))
+        except ValueError:
+            return False
+        k = (v - g.res / 2) / g.res
+        return bool(np.allclose(k, np.round(k), atol=1e-3))
+
+    lat_ok, lon_ok = axis_ok(ds["lat"].values, True), axis_ok(ds["lon"].values, False)
+    if lat_ok != lon_ok:
+        return "lon" if lat_ok else "lat"
     return None
 
 

@@ -7,7 +7,8 @@ import xarray as xr
 
 from .. import __version__
 
-_GRID_KEYS = ("grid", "grid_resolution_deg", "grid_bbox", "crs")
+_GRID_KEYS = ("grid", "grid_resolution_deg", "grid_bbox", "crs", "domain", "domain_name",
+              "domain_source", "domain_area_km2")
 
 
 def product_attrs(inputs: xr.Dataset, *, title: str, extra: dict | None = None) -> dict:

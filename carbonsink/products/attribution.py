@@ -108,7 +108,7 @@ def compute_attribution(y: xr.DataArray, drivers: dict[str, xr.DataArray], dim: 
         "units": "1", "flag_values": list(range(1, len(names) + 2)),
         "flag_meanings": " ".join(meanings), "_note": "0 = no data"}
     ds["n_valid"].attrs = {"units": "1", "long_name": f"number of {dim}s used"}
-    ds.attrs.update({k_: v for k_, v in y.attrs.items() if k_ in ("grid", "crs")})
+    ds.attrs.update({k_: v for k_, v in y.attrs.items() if k_ in ("grid", "crs", "domain", "domain_name")})
     ds.attrs.update({"title": f"carbonsink attribution of {yname}", "Conventions": "CF-1.10",
                      "attribution_method": method, "drivers": " ".join(names),
                      "trend_period": f"{int(x.min())}-{int(x.max())}"})

@@ -217,7 +217,7 @@ def compute_trends(da: xr.DataArray, dim: str = "year", *, alpha: float = 0.05,
         "classification": classes, "alpha": alpha, "stable_band": stable}
     if breaks is not None:
         ds["change_class"].attrs["breaks"] = [float(b) for b in np.asarray(breaks)]
-    ds.attrs.update({k_: v for k_, v in da.attrs.items() if k_ in ("grid", "crs")})
+    ds.attrs.update({k_: v for k_, v in da.attrs.items() if k_ in ("grid", "crs", "domain", "domain_name")})
     ds.attrs.update({"title": f"carbonsink trends of {name}", "Conventions": "CF-1.10",
                      "trend_dim": dim, "trend_period": f"{int(x.min())}-{int(x.max())}"})
     return ds

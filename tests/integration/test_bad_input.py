@@ -330,7 +330,7 @@ def clean_env(monkeypatch):
 @pytest.mark.parametrize("args, phrase", [
     pytest.param(["--years", "2020-2000"], r"years \(2020, 2000\) run backwards",
                  id="years-backwards"),
-    pytest.param(["--resolution", "0.3"], r"unknown grid preset '0\.3'", id="resolution-0.3"),
+    pytest.param(["--resolution", "0.3"], r"grid resolution 0\.3° does not divide 1°", id="resolution-0.3"),
     pytest.param(["--years", "20x0-2002"], r"years must look like 2000-2020", id="years-garbled"),
 ])
 def test_cli_demo_rejects_bad_options(tmp_path, clean_env, args, phrase):

@@ -25,7 +25,7 @@ def demo_store(tmp_path_factory):
 def test_demo_output_names_everything(demo_store):
     root, out = demo_store
     for text in ("dashboard: http://127.0.0.1", "catalog:", "products/nep:", "products/nep_pei:",
-                 "totals.csv", "national mean", "SK", "NK", "QK", "products/karst:",
+                 "totals.csv", "China mean", "Southern karst (SK)", "(NK)", "(QK)", "products/karst:",
                  "10-fold CV R²", "CCS over carbonate rock", "ecosystem sink NEP + CCS",
                  "trends_nep: area increasing", "attribution_sink: dominant factor by area",
                  "ionic_strength_model.joblib"):

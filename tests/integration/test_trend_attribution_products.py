@@ -68,7 +68,7 @@ def test_change_areas_sum_to_land(world):
     ds, _ = world
     tr = compute_trends(ds.npp)
     areas = category_areas(tr.change_class, region_masks("1")[["division"]])
-    nat = areas[areas.region_set == "national"]
+    nat = areas[areas.region_set == "domain"]
     land_km2 = float((xr.DataArray(__import__("carbonsink.grid", fromlist=["x"]).get_grid("1")
                                    .cell_area(), dims=("lat", "lon")) * (ds.land_mask.values > 0)
                       ).sum()) / 1e6

@@ -101,7 +101,7 @@ def test_demo_cli_publishes_products_readable_through_the_catalog(demo, dask_clu
     for key in ("inputs/synthetic", "inputs/regions", "products/nep", "products/nep_pei"):
         assert f"  {key}: {store_url}/{key}/c-" in out, key     # content-addressed versions
     for name in PRODUCTS:
-        assert f"{name}: NEP: national mean " in out
+        assert f"{name}: NEP: China mean " in out
         assert f"products/{name}/" in out and ".totals.csv" in out
 
     cfg = load_config(store=store_url)
@@ -136,11 +136,11 @@ def test_demo_cli_publishes_products_readable_through_the_catalog(demo, dask_clu
     # the totals table of the nep product, through the catalog
     table = cat["nep_totals"].read()
     assert isinstance(table, pd.DataFrame)
-    national = table[(table.region_set == "national") & (table.region == "China")]
+    national = table[(table.region_set == "domain") & (table.region == "China")]
     assert sorted(national.year) == list(range(YEARS[0], YEARS[1] + 1))
     mean_nep = national.mean_flux_t_km2.mean()
     assert 50 <= mean_nep <= 400, mean_nep
-    assert f"nep: NEP: national mean {mean_nep:.2f} t C km-2 a-1" in out
+    assert f"nep: NEP: China mean {mean_nep:.2f} t C km-2 a-1" in out
     assert {"province", "division", "karst_region"} <= set(table.region_set)
 
 

@@ -45,7 +45,11 @@ def test_yaml_with_keys_is_rejected_without_echoing_them(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(grid="0.3"), "unknown grid preset"),
+    (dict(grid="0.3"), "does not divide 1°"),
+    (dict(domain="atlantis"), "unknown domain 'atlantis'"),
+    (dict(domain="bbox:10,10,20,20"), "does not overlap China"),
+    (dict(domain="/nowhere/basin.gpkg"), "does not exist"),
+    (dict(region_sets=["provinces"]), "unknown region set 'provinces'"),
     (dict(years="2020-2000"), "backwards"),
     (dict(years="20x0"), "years must look like"),
     (dict(rh_model="magic"), "rh_model"),

@@ -32,20 +32,24 @@ def test_presets(name, res, shape):
 
 def test_grid_lookup_and_errors():
     assert get_grid(0.1) == get_grid("0.1") == get_grid("0.1deg")
-    with pytest.raises(ValueError, match="unknown grid preset"):
+    with pytest.raises(ValueError, match="does not divide 1°"):
         get_grid("0.3")
-    with pytest.raises(ValueError, match="whole number"):
+    with pytest.raises(ValueError, match="does not divide 1°"):
         Grid(0.3)
+    with pytest.raises(ValueError, match="unknown grid resolution"):
+        get_grid("fine")
     assert set(PRESETS) >= {"1km", "0.05", "0.1", "0.25", "0.5", "1"}
 
 
-def test_grid_of_recognises_presets_only():
+def test_grid_of_recognises_presets():
     import xarray as xr
     g = get_grid("0.5")
     ds = xr.Dataset(coords={"lat": g.lat, "lon": g.lon})
     assert grid_of(ds) == g
     with pytest.raises(ValueError, match="not a carbonsink grid"):
         grid_of(ds.assign_coords(lon=ds.lon + 0.1))
+    with pytest.raises(ValueError, match="regular"):
+        grid_of(ds.assign_coords(lon=np.r_[ds.lon.values[:-1], 200.25]))
     with pytest.raises(ValueError):
         grid_of(ds.isel(lat=slice(None, None, -1)))  # ascending latitude
 
@@ -86,3 +90,35 @@ def test_unit_errors():
 def test_constants():
     assert u.C_TO_CO2 == pytest.approx(44.01 / 12.011)
     assert u.G_TO_TG == 1e-12 and u.G_TO_PG == 1e-15
+
+
+@pytest.mark.parametrize("spec, res", [("500m", 0.005), ("0.005", 0.005), ("1/120", 1 / 120),
+                                       ("0.00833333deg", 1 / 120), ("0.02", 0.02), (0.2, 0.2)])
+def test_any_resolution_dividing_one_degree(spec, res):
+    g = get_grid(spec)
+    assert g.res == pytest.approx(res, rel=1e-12) and g.per_degree == round(1 / res)
+    assert g.bounds == (73.0, 17.0, 136.0, 54.0) and g.is_china_box
+    assert g.shape == (37 * g.per_degree, 63 * g.per_degree)
+    # the name spells back to the same grid (it is what configs and records carry)
+    assert get_grid(g.name) == g
+
+
+def test_box_grids_nest_and_round_trip():
+    import xarray as xr
+    # seed 004's Three-River Headwaters box, snapped outward to the MODIS-like 0.005° cells
+    g = Grid.covering(0.005, (89.63, 31.65, 102.383, 36.2))
+    assert g.bounds == (89.63, 31.65, 102.385, 36.2) and g.shape == (910, 2551)
+    assert grid_of(xr.Dataset(coords={"lat": g.lat, "lon": g.lon})) == g
+    # its cells are the China grid's cells: the window holds exactly the same centres
+    china = get_grid("0.005")
+    rows, cols = china.window_of(g)
+    np.testing.assert_array_equal(china.lat[rows], g.lat)
+    np.testing.assert_array_equal(china.lon[cols], g.lon)
+    # areas are the same formula on any box: the box's total is the spherical band slice
+    band = EARTH_RADIUS_M**2 * np.deg2rad(g.east - g.west) * (
+        np.sin(np.deg2rad(g.north)) - np.sin(np.deg2rad(g.south)))
+    assert g.cell_area().sum() == pytest.approx(band, rel=1e-10)
+    with pytest.raises(ValueError, match="not a multiple"):
+        Grid(0.1, 73.05, 17.0, 136.0, 54.0)
+    with pytest.raises(ValueError, match="not inside"):
+        g.window_of(Grid.covering(0.005, (130, 50, 137, 54)))

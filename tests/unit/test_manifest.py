@@ -116,7 +116,10 @@ def test_hashes_ignore_paths_and_years_but_not_settings():
     ({"variables__npp__nodta": 1}, "npp", "Extra inputs are not permitted"),
     ({"variables__tas__fill_on_land": "mean"}, "tas", "fill_on_land"),
     ({"years": "2005-2001"}, None, "run backwards"),
-    ({"grid": "0.3"}, None, "unknown grid preset"),
+    ({"grid": "0.3"}, None, "does not divide 1°"),
+    ({"domain": "atlantis"}, None, "domain: unknown domain 'atlantis'"),
+    ({"domain": "basins/yangtze.gpkg"}, None, "domain: domain polygon file .*yangtze.gpkg' does "
+     "not exist"),
     ({"storage_options": {"key": "AKIA"}}, None, "must not hold secrets"),
     ({"tables": {"river_chemistry": {"source": "i.csv", "units": "K"}}}, None,
      "ion concentrations must be"),
