@@ -77,9 +77,10 @@ class RegionFile(BaseModel):
     @field_validator("path")
     @classmethod
     def _exists(cls, v):
-        if not os.path.exists(os.path.expanduser(v)):
-            raise ValueError(f"region file {v!r} does not exist")
-        return os.path.abspath(os.path.expanduser(v))
+        path, hash_, layer = v.partition("#")
+        if not os.path.exists(os.path.expanduser(path)):
+            raise ValueError(f"region file {path!r} does not exist")
+        return os.path.abspath(os.path.expanduser(path)) + hash_ + layer
 
 
 class RunConfig(BaseModel):
@@ -201,7 +202,7 @@ class RunConfig(BaseModel):
         d = {k: v for k, v in self.public_dict().items() if k not in exclude}
         # polygon files count by content, not by path: an edited basin file gives new versions
         d["domain_fingerprint"] = self.domain_obj().fingerprint
-        d["region_files"] = [_file_sha256(s.path) for s in self.region_sets
+        d["region_files"] = [_file_sha256(s.path.partition("#")[0]) for s in self.region_sets
                              if not isinstance(s, str)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

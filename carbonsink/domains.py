@@ -16,8 +16,9 @@ Spellings (``--domain``, the run YAML's ``domain:``, an ingest manifest's ``doma
 * ``tibetan-plateau``: the plateau boundary cnmaps ships (Zhang et al.), clipped to China.
 * ``bbox:W,S,E,N`` (degrees): China's land inside a box.
 * a polygon file (GeoPackage, Shapefile, GeoJSON; any CRS), optionally filtered on an attribute:
-  ``basins.gpkg``, ``basins.gpkg?NAME=Yangtze``, ``hybas.shp?HYBAS_ID=4050008780,4050009190``. The
-  selected features are dissolved into one clip; its label is the filter value or the file name.
+  ``basins.gpkg``, ``basins.gpkg?NAME=Yangtze``, ``hybas.shp?HYBAS_ID=4050008780,4050009190``;
+  a GeoPackage with several layers names one: ``basins.gpkg#level3?NAME=Yangtze``. The selected
+  features are dissolved into one clip; its label is the filter value, the layer or the file name.
 
 No river-basin boundary ships offline: take one from HydroSHEDS/HydroBASINS
 (https://www.hydrosheds.org), the Resource and Environment Science Data Center (RESDC) or a
@@ -125,6 +126,10 @@ def get_domain(spec: "str | Domain | None" = None) -> Domain:
     if isinstance(spec, Domain):
         return spec
     spec = DEFAULT_DOMAIN if spec is None or str(spec).strip() == "" else str(spec).strip()
+    low = spec.lower()
+    if low.startswith("file:") or (_looks_like_file(spec) and not low.startswith("bbox:")):
+        # not cached by spelling: the file's content decides (an edited file is a new domain)
+        return _file_domain(spec[5:] if low.startswith("file:") else spec)
     return _parse(spec)
 
 
@@ -193,13 +198,15 @@ def _bbox_domain(spec: str) -> Domain:
 
 def _file_domain(spec: str) -> Domain:
     path, _, query = spec.partition("?")
+    path, _, layer = path.partition("#")
     p = Path(path).expanduser()
     if not p.exists():
         raise ValueError(f"domain polygon file {path!r} does not exist")
     field, values = _parse_filter(query, spec)
-    geom = _read_polygons(str(p.resolve()), field, values)
-    label = ", ".join(values) if values else p.stem
-    key = f"file:{p.resolve()}" + (f"?{field}={','.join(values)}" if field else "")
+    where = str(p.resolve()) + (f"#{layer}" if layer else "")
+    geom = _read_polygons(where, field, values)
+    label = ", ".join(values) if values else (layer or p.stem)
+    key = f"file:{where}" + (f"?{field}={','.join(values)}" if field else "")
     return Domain(key, label, "file", _rounded_bounds(geom),
                   f"{p.name}" + (f" where {field} in {list(values)}" if field else ""),
                   _fingerprint(geom))
@@ -214,10 +221,20 @@ def _parse_filter(query: str, spec: str) -> tuple[str | None, tuple[str, ...]]:
     return field, tuple(v.strip() for v in values.split(",") if v.strip())
 
 
-@lru_cache(maxsize=16)
 def _read_polygons(path: str, field: str | None, values: tuple[str, ...]):
     """The features of a polygon file (those whose ``field`` is one of ``values``), in EPSG:4326,
-    dissolved into one geometry; ValueError naming the file and what is wrong."""
+    dissolved into one geometry; ValueError naming the file and what is wrong. Cached by the
+    file's path, size and modification time (an edited file is read again)."""
+    try:
+        st = os.stat(path.partition("#")[0])
+    except OSError as e:
+        raise ValueError(f"domain polygon file {path!r}: {e.strerror}") from None
+    return _read_polygons_cached(path, st.st_mtime_ns, st.st_size, field, values)
+
+
+@lru_cache(maxsize=16)
+def _read_polygons_cached(path: str, _mtime_ns: int, _size: int, field: str | None,
+                          values: tuple[str, ...]):
     gdf = read_polygon_layer(path)
     if field:
         if field not in gdf.columns:
@@ -236,9 +253,19 @@ def read_polygon_layer(path: str):
     """A polygon layer as a GeoDataFrame in EPSG:4326, checked: it exists, has polygons and a CRS
     (a file without one is taken as EPSG:4326 only if its coordinates look like degrees)."""
     import geopandas as gpd
+    import pyogrio
 
+    path, _, layer = str(path).partition("#")
     try:
-        gdf = gpd.read_file(path)
+        layers = [str(row[0]) for row in pyogrio.list_layers(path)]
+        if layer and layer not in layers:
+            raise ValueError(f"polygon file {path}: no layer {layer!r} (it has {layers})")
+        if not layer and len(layers) > 1:
+            raise ValueError(f"polygon file {path} has {len(layers)} layers {layers}: name one "
+                             f"as {path}#LAYER")
+        gdf = gpd.read_file(path, layer=layer or None)
+    except ValueError:
+        raise
     except Exception as e:  # noqa: BLE001 - pyogrio/fiona raise many types
         raise ValueError(f"polygon file {path}: cannot read it ({e})") from None
     if gdf.empty:
@@ -284,7 +311,6 @@ def _tibetan_plateau_geometry():
     return gpd.read_file(path).set_crs("EPSG:4326", allow_override=True).geometry.union_all()
 
 
-@lru_cache(maxsize=64)
 def _geometry(key: str):
     if key == "china" or key.startswith("bbox:"):
         return None

@@ -25,7 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .grid import Grid, get_grid
+from .grid import CHINA_BBOX, Grid, get_grid
 from .io.validate import SCHEMA
 
 # planted sensitivities of NPP at full vegetation (v = 1)
@@ -173,10 +173,20 @@ class _Tile:
 
 
 # --- dask assembly ----------------------------------------------------------------------------
+def _offsets(grid: Grid) -> tuple[int, int]:
+    """Row and column of ``grid``'s first cell on the China-box grid of its resolution: noise is
+    keyed by those absolute cell indices, so a domain's cells get exactly the values the same
+    cells have in the whole-China inputs."""
+    n = grid.per_degree
+    return (int(round((CHINA_BBOX[3] - grid.north) * n)),
+            int(round((grid.west - CHINA_BBOX[0]) * n)))
+
+
 def _block(land, *, kind, grid: Grid, years, seed, block_info=None):
     loc = block_info[None]["array-location"]
     (i0, i1), (j0, j1) = loc[-2], loc[-1]
-    tile = _Tile(grid.lat[i0:i1], grid.lon[j0:j1], seed, i0, j0)
+    di, dj = _offsets(grid)
+    tile = _Tile(grid.lat[i0:i1], grid.lon[j0:j1], seed, i0 + di, j0 + dj)
     if kind in ("soc", "carbonate_fraction"):
         return np.where(land > 0, getattr(tile, kind), np.nan).astype("f4")
     # One year at a time into a float32 block: every field is keyed by absolute year and month, so a
@@ -277,7 +287,7 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
 def truth(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0, land=None) -> xr.Dataset:
     """The planted per-pixel truth: sensitivities of NPP, driver trends, human trend, NPP trend."""
     grid = get_grid(grid)
-    tile = _Tile(grid.lat, grid.lon, seed, 0, 0)
+    tile = _Tile(grid.lat, grid.lon, seed, *_offsets(grid))
     land = _land(grid, land) > 0
     fields = {
         "sensitivity_pr": (tile.beta_pr, "g m-2 yr-1 mm-1 yr"),
