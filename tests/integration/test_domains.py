@@ -203,3 +203,49 @@ def test_demo_on_a_polygon_domain_end_to_end(basin_file, tmp_path):
 def main_cli():
     from carbonsink.cli import main
     return main
+
+
+def test_regional_ingest_needs_no_land_mask_and_runs(basin_file, tmp_path):
+    """An ingest manifest with ``domain:`` (a polygon file relative to the manifest) reads only the
+    domain's box, takes the clip as the land mask, and `run` computes on it."""
+    import shutil
+
+    import _ingest_files as F
+    from carbonsink.io.ingest import ingest, open_inputs
+    from carbonsink.pipeline import run_products
+
+    src = tmp_path / "src"
+    F.write_all(str(src))
+    shutil.copy(basin_file, src / "basin.gpkg")
+    m = F.manifest(grid="0.25")
+    m["domain"] = "basin.gpkg?REACH=upper"
+    # the test SOC file's sprinkled nodata pixels are whole cells at 0.25°
+    m["variables"]["soc"]["fill_on_land"] = "nearest"
+    root = str(tmp_path / "store")
+    result = ingest(F.write_manifest(str(src), m), root)
+    assert result.action == "created"
+    ds = open_inputs(root).load()
+    d = get_domain(f"{src / 'basin.gpkg'}?REACH=upper")
+    g = d.grid("0.25")
+    assert (ds.sizes["lat"], ds.sizes["lon"]) == g.shape and float(ds.lon[0]) == g.lon[0]
+    np.testing.assert_array_equal(ds.land_mask.values, d.mask(g))
+    inside = d.mask(g) > 0
+    # MODIS sinusoidal NPP: the year's constant on every domain cell, NaN outside
+    want = np.array([[F.NPP_RAW[y] * 0.1] for y in F.YEARS])
+    np.testing.assert_allclose(ds.npp.values[:, inside], np.broadcast_to(want, (2, inside.sum())),
+                               rtol=1e-6)
+    assert np.isnan(ds.npp.values[:, ~inside]).all()
+    assert ds.attrs["domain_name"] == "upper" and ds.attrs["domain_area_km2"] > 0
+
+    cfg = load_config(store=root, domain=str(src / "basin.gpkg") + "?REACH=upper", grid="0.25",
+                      years=f"{F.YEARS[0]}-{F.YEARS[1]}")
+    out = run_products(cfg, "observed", rh_models=("soil_tps",))
+    nep = out.tables["nep"]
+    dom = nep[nep.region_set == "domain"].iloc[0]
+    assert dom.region == "upper"
+    area = float((inside * g.row_area[:, None]).sum()) / 1e6
+    assert dom.area_km2 == pytest.approx(area, rel=1e-6)
+    # a config for another domain refuses these inputs
+    with pytest.raises(Exception, match="covers the domain 'upper'"):
+        run_products(load_config(store=root, domain="sichuan", grid="0.25",
+                                 years=f"{F.YEARS[0]}-{F.YEARS[1]}"), "observed")
