@@ -14,15 +14,15 @@ DEFAULT_RETRY_DELAY_SECONDS = 5.0
 
 
 def run_config(*, config: str | None = None, store: str | None = None, grid: str | None = None,
-               years: str | None = None, rh_model: str | None = None, seed: int | None = None,
-               chunk_mb: float | None = None, scheduler: str | None = None,
+               domain: str | None = None, years: str | None = None, rh_model: str | None = None,
+               seed: int | None = None, chunk_mb: float | None = None, scheduler: str | None = None,
                n_workers: int | None = None) -> RunConfig:
     """The run configuration: defaults ← YAML ``config`` ← CARBONSINK_* environment ← these flow
     parameters (None = not given). Object-store keys come from the flow process's environment
     (AWS_*), never from parameters, which the Prefect API stores."""
-    return load_config(config, store=store, grid=grid, years=years, rh_model=rh_model, seed=seed,
-                       chunk_mb=chunk_mb, **{"cluster.scheduler": scheduler,
-                                             "cluster.n_workers": n_workers})
+    return load_config(config, store=store, grid=grid, domain=domain, years=years,
+                       rh_model=rh_model, seed=seed, chunk_mb=chunk_mb,
+                       **{"cluster.scheduler": scheduler, "cluster.n_workers": n_workers})
 
 
 def open_store(cfg: RunConfig) -> Store:

@@ -14,7 +14,8 @@ from flows.tasks import (outcome, publish_catalog, published_inputs, submit_prod
 
 
 @flow(name="carbonsink-compute")
-def compute(store: str | None = None, grid: str | None = None, years: str | None = None,
+def compute(store: str | None = None, grid: str | None = None, domain: str | None = None,
+            years: str | None = None,
             rh_model: str | None = None, seed: int | None = None, chunk_mb: float | None = None,
             scheduler: str | None = None, n_workers: int | None = None, config: str | None = None,
             inputs: str = "synthetic", inputs_version: str = "latest", prefix: str | None = None,
@@ -23,7 +24,8 @@ def compute(store: str | None = None, grid: str | None = None, years: str | None
     """Compute (or reuse) every product from the published ``inputs`` (name, version) and their
     region masks, then publish the catalog. Settings as for the demo flow; products are published
     as ``prefix + product`` (default: plain names for synthetic inputs, ``<inputs>_`` otherwise)."""
-    settings = dict(config=config, store=store, grid=grid, years=years, rh_model=rh_model,
+    settings = dict(config=config, store=store, grid=grid, domain=domain, years=years,
+                    rh_model=rh_model,
                     seed=seed, chunk_mb=chunk_mb, scheduler=scheduler, n_workers=n_workers)
     cfg = run_config(**settings)
     # names become store paths: refuse '../x' and the like before anything runs

@@ -20,7 +20,8 @@ def _rebuild_tag() -> str:
 
 
 @flow(name="carbonsink-demo")
-def demo(store: str | None = None, grid: str | None = None, years: str | None = None,
+def demo(store: str | None = None, grid: str | None = None, domain: str | None = None,
+         years: str | None = None,
          rh_model: str | None = None, seed: int | None = None, chunk_mb: float | None = None,
          scheduler: str | None = None, n_workers: int | None = None, config: str | None = None,
          full_rebuild: bool = False, retries: int = DEFAULT_RETRIES,
@@ -28,12 +29,13 @@ def demo(store: str | None = None, grid: str | None = None, years: str | None = 
     """Run the demo. Settings left empty come from ``config`` (a YAML run configuration), then the
     CARBONSINK_* environment, then the defaults; S3 keys come from AWS_* in the environment only.
     ``scheduler``: a dask scheduler address; none starts a local cluster of ``n_workers``."""
-    settings = dict(config=config, store=store, grid=grid, years=years, rh_model=rh_model,
+    settings = dict(config=config, store=store, grid=grid, domain=domain, years=years,
+                    rh_model=rh_model,
                     seed=seed, chunk_mb=chunk_mb, scheduler=scheduler, n_workers=n_workers)
     cfg = run_config(**settings)
     rebuild = _rebuild_tag() if full_rebuild else ""
-    get_run_logger().info("carbonsink demo: grid %s, years %s–%s, store %s, dask %s%s",
-                          cfg.grid, *cfg.years, cfg.store, cfg.cluster.scheduler or
+    get_run_logger().info("carbonsink demo: domain %s, grid %s, years %s–%s, store %s, dask %s%s",
+                          cfg.domain_obj().label, cfg.grid, *cfg.years, cfg.store, cfg.cluster.scheduler or
                           f"local cluster of {cfg.cluster.n_workers} workers",
                           f", full rebuild ({rebuild})" if rebuild else "")
     run = demo_on_dask.with_options(task_runner=dask_task_runner(cfg))

@@ -41,6 +41,9 @@ def test_prefect_yaml_deployments_load_and_validate(prefect_home):
             flow.to_deployment(name=name, cron=s["cron"], parameters=params)  # validates offline
             crons[name] = s["cron"]
     assert crons == {"yearly-rebuild": "0 2 1 1 *", "monthly-update": "0 3 1 * *"}
+    # every run flow takes the study area like the CLI's --domain
+    for entry in ("flows/demo.py:demo", "flows/compute.py:compute"):
+        assert "domain" in load_flow_from_entrypoint(str(ROOT / entry)).parameters.properties
     assert deployments["yearly-rebuild"]["parameters"]["full_rebuild"] is True
     assert deployments["monthly-update"]["entrypoint"] == "flows/compute.py:compute"
     # no store credential ever goes into parameters (the Prefect API stores them)
