@@ -73,9 +73,9 @@ class Domain:
         """The clip as one shapely (multi)polygon in EPSG:4326, or None (china, bbox)."""
         return _geometry(self.key)
 
-    def mask(self, grid: Grid) -> np.ndarray:
+    def mask(self, grid: Grid, require: bool = True) -> np.ndarray:
         """uint8 (lat, lon) on ``grid``: 1 where the cell centre is on China's land and inside the
-        clip, else 0. ValueError when no cell of ``grid`` is in the domain."""
+        clip, else 0. ValueError when no cell of ``grid`` is in the domain (``require``)."""
         from .regions import _province_codes, province_code
 
         codes = _province_codes(grid)
@@ -86,7 +86,7 @@ class Domain:
             geom = self.geometry()
             if geom is not None:
                 inside = inside & (_rasterize_clip(geom, grid) > 0)
-        if not inside.any():
+        if require and not inside.any():
             raise ValueError(f"domain {self.label!r} has no cell of China's land on {grid}")
         return inside.astype("u1")
 

@@ -248,12 +248,15 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
         log.info("synthetic China (%s) on %s for %s–%s", cfg.domain_obj().label, cfg.grid_obj(),
                  *cfg.years)
         inputs = make_inputs(cfg.grid_obj(), cfg.years, seed=cfg.seed, target_mb=cfg.chunk_mb,
-                             land=domain_land(cfg))
+                             land=cfg.domain_obj())
         inputs.attrs.update(cfg.domain_obj().attrs(cfg.grid_obj()))
         basins = synthetic_basins(cfg)
-        ions = make_ion_table(inputs, basins, seed=cfg.seed)
+
+        def ions(staged: xr.Dataset) -> dict[str, bytes]:
+            # from the written inputs: the synthetic fields are drawn once, for the write only
+            return {"river_chemistry.csv": _csv(make_ion_table(staged, basins, seed=cfg.seed))}
         p_in = publish_canonical(store, cfg, inputs, name="synthetic", progress=progress,
-                                 attachments={"river_chemistry.csv": _csv(ions)}, version=v_in,
+                                 attachments=ions, version=v_in,
                                  extra={"content_address": key_in})
     else:
         log.info("%s %s is complete: reused", p_in.key, p_in.version)

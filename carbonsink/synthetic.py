@@ -152,16 +152,29 @@ class _Tile:
 
     def aet(self, years):
         pr_annual = self.pr_monthly(years).reshape((len(years), 12) + self.lat.shape).sum(1)
+        return self._aet(pr_annual)
+
+    def _aet(self, pr_annual):
         ratio = self.aet_clim / self.pr_clim
         cap = 300.0 + 30.0 * np.maximum(self.tas_clim, 0.0) + 100.0
         return np.minimum(pr_annual * ratio, cap)
 
     def npp(self, years):
-        ny = len(years)
-        shape = (ny, 12) + self.lat.shape
+        shape = (len(years), 12) + self.lat.shape
         t_annual = self.tas_monthly(years).reshape(shape).mean(axis=1)
         p_annual = self.pr_monthly(years).reshape(shape).sum(axis=1)
-        sr = self.rsds(years)
+        return self._npp(years, t_annual, p_annual, self.rsds(years))
+
+    def fields(self, years) -> dict[str, np.ndarray]:
+        """Every time-varying field of ``years``, the monthly climate generated once (NPP and AET
+        are functions of its annual totals/means, not a second draw)."""
+        shape = (len(years), 12) + self.lat.shape
+        tas, pr, sr = self.tas_monthly(years), self.pr_monthly(years), self.rsds(years)
+        p_annual = pr.reshape(shape).sum(axis=1)
+        return {"tas": tas, "pr": pr, "rsds": sr, "aet": self._aet(p_annual),
+                "npp": self._npp(years, tas.reshape(shape).mean(axis=1), p_annual, sr)}
+
+    def _npp(self, years, t_annual, p_annual, sr):
         t = np.asarray(years)[:, None, None]
         value = (self.npp_clim
                  + self.beta_pr * (p_annual - self.pr_clim)
@@ -182,30 +195,49 @@ def _offsets(grid: Grid) -> tuple[int, int]:
             int(round((grid.west - CHINA_BBOX[0]) * n)))
 
 
-def _block(land, *, kind, grid: Grid, years, seed, block_info=None):
-    loc = block_info[None]["array-location"]
-    (i0, i1), (j0, j1) = loc[-2], loc[-1]
+TIME_VARYING = {"tas": 12, "pr": 12, "npp": 1, "rsds": 1, "aet": 1}   # steps per year
+STATIC = ("soc", "carbonate_fraction")
+
+
+def _tile_fields(grid: Grid, rows: tuple[int, int], cols: tuple[int, int], years, seed: int,
+                 land) -> dict[str, np.ndarray]:
+    """All synthetic fields of one spatial tile (float32, NaN off land; ``land_mask`` uint8).
+
+    ``land``: the tile's mask, or a Domain whose mask is rasterised for the tile here (no
+    full-grid array travels in the task graph). One year at a time into float32 outputs: every
+    field is keyed by absolute year and month, so a year generated alone is bit-identical, and the
+    uint64/float64 temporaries of the noise stay at 1/nyears of the tile (measured: +420 MiB per
+    30 MiB chunk when all years were drawn at once)."""
+    (i0, i1), (j0, j1) = rows, cols
+    if not isinstance(land, np.ndarray):
+        tile_grid = Grid(grid.res, grid.west + j0 * grid.res, grid.north - i1 * grid.res,
+                         grid.west + j1 * grid.res, grid.north - i0 * grid.res)
+        land = land.mask(tile_grid, require=False)
+    on = land > 0
     di, dj = _offsets(grid)
     tile = _Tile(grid.lat[i0:i1], grid.lon[j0:j1], seed, i0 + di, j0 + dj)
-    if kind in ("soc", "carbonate_fraction"):
-        return np.where(land > 0, getattr(tile, kind), np.nan).astype("f4")
-    # One year at a time into a float32 block: every field is keyed by absolute year and month, so a
-    # year generated alone is bit-identical, and the uint64/float64 temporaries of the noise stay at
-    # 1/nyears of the chunk instead of ~14x the float32 output (measured: +420 MiB per 30 MiB chunk).
-    monthly = kind in ("tas", "pr")
-    fn = getattr(tile, f"{kind}_monthly" if monthly else kind)
-    steps = 12 if monthly else 1
-    out = np.empty((len(years) * steps,) + tile.lat.shape, dtype="f4")
+    out = {"land_mask": land.astype("u1")}
+    for kind in STATIC:
+        out[kind] = np.where(on, getattr(tile, kind), np.nan).astype("f4")
+    for kind, steps in TIME_VARYING.items():
+        out[kind] = np.empty((len(years) * steps,) + on.shape, dtype="f4")
     for k in range(len(years)):
-        out[k * steps:(k + 1) * steps] = np.where(land > 0, fn(years[k:k + 1]), np.nan)
+        for kind, values in tile.fields(years[k:k + 1]).items():
+            steps = TIME_VARYING[kind]
+            out[kind][k * steps:(k + 1) * steps] = np.where(on, values, np.nan)
     return out
 
 
+def _split(n: int, size: int) -> list[int]:
+    return [min(size, n - k) for k in range(0, n, size)]
+
+
 def _land(grid: Grid, land) -> np.ndarray:
-    """The land mask of a synthetic field: ``land`` (a domain mask on ``grid``) or China's land."""
-    if land is None:
-        from .regions import china_mask
-        return china_mask(grid).values
+    """The land mask of a synthetic field: ``land`` (a domain mask on ``grid``, or a Domain) or
+    China's land."""
+    if land is None or not isinstance(land, np.ndarray):
+        from .domains import get_domain
+        return get_domain(land).mask(grid)
     land = np.asarray(land)
     if land.shape != grid.shape:
         raise ValueError(f"land mask of shape {land.shape} is not on {grid}")
@@ -214,24 +246,47 @@ def _land(grid: Grid, land) -> np.ndarray:
 
 def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
                 target_mb: float = 32.0, land=None) -> xr.Dataset:
-    """The synthetic canonical inputs (lazy, dask-backed) for a grid and a year range; ``land``: the
-    domain's mask on ``grid`` (default China's land). Every field is a function of the cell's
-    position, so a domain's inputs are exactly the same cells cut out of the China-box inputs."""
+    """The synthetic canonical inputs (lazy, dask-backed) for a grid and a year range.
+
+    ``land``: a Domain or domain spelling (:mod:`carbonsink.domains`; default all China), whose mask
+    each tile rasterises itself, or a (lat, lon) mask array on ``grid``. Every field is a function
+    of the cell's position, so a domain's inputs are exactly the same cells cut out of the
+    China-box inputs. One task per tile draws all fields (the monthly climate once)."""
+    import dask
+
+    from .domains import get_domain
+
     grid = get_grid(grid)
     y0, y1 = int(years[0]), int(years[-1])
     yrs = np.arange(y0, y1 + 1)
     ny, nt = yrs.size, yrs.size * 12
     chunks = grid.chunks(nt, itemsize=4, target_mb=target_mb)
-    cs = (chunks["lat"], chunks["lon"])
-    land_np = _land(grid, land)
-    land = da.from_array(land_np, chunks=cs)
+    if isinstance(land, np.ndarray):
+        _land(grid, land)            # shape check
+        land_of = lambda r, c: np.ascontiguousarray(land[r[0]:r[1], c[0]:c[1]])  # noqa: E731
+    else:
+        domain = get_domain(land)
+        land_of = lambda r, c: domain  # noqa: E731
+    edges = [np.r_[0, np.cumsum(_split(grid.nlat, chunks["lat"]))],
+             np.r_[0, np.cumsum(_split(grid.nlon, chunks["lon"]))]]
+    tasks = [[dask.delayed(_tile_fields, pure=True)(
+        grid, (int(r0), int(r1)), (int(c0), int(c1)), yrs, seed, land_of((r0, r1), (c0, c1)))
+        for c0, c1 in zip(edges[1][:-1], edges[1][1:])]
+        for r0, r1 in zip(edges[0][:-1], edges[0][1:])]
+
+    def assemble(kind, steps=None, dtype="f4"):
+        blocks = []
+        for i, row in enumerate(tasks):
+            blocks.append([])
+            for j, task in enumerate(row):
+                shape = (int(edges[0][i + 1] - edges[0][i]), int(edges[1][j + 1] - edges[1][j]))
+                if steps is not None:
+                    shape = (len(yrs) * steps,) + shape
+                blocks[-1].append(da.from_delayed(task[kind], shape, dtype=dtype))
+        return da.block(blocks if steps is None else [blocks])
 
     def var(kind, ntime=None):
-        # a time-varying field is one block along time: the land tile gets a leading axis of 1
-        arg = land if ntime is None else land[None]
-        chunks = land.chunks if ntime is None else ((ntime,),) + land.chunks
-        return da.map_blocks(_block, arg, kind=kind, grid=grid, years=yrs, seed=seed,
-                             dtype="f4", chunks=chunks)
+        return assemble(kind, None if ntime is None else ntime // ny)
 
     time = pd.date_range(f"{y0}-01-01", periods=nt, freq="MS")
     coords = {k: xr.Variable(*v) for k, v in grid.coords().items()}
@@ -246,7 +301,7 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
         "aet": (("year", "lat", "lon"), var("aet", ny)),
         "soc": (("lat", "lon"), var("soc")),
         "carbonate_fraction": (("lat", "lon"), var("carbonate_fraction")),
-        "land_mask": (("lat", "lon"), land.astype("u1")),
+        "land_mask": (("lat", "lon"), assemble("land_mask", dtype="u1")),
     }
     ds = xr.Dataset({k: xr.Variable(d, v) for k, (d, v) in data.items()}, coords=coords)
     for name, spec in SCHEMA.items():
