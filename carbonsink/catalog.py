@@ -57,6 +57,8 @@ def build_catalog(store: Store) -> dict:
             "kind": p.kind, "version": p.version, "created": rec.get("created"),
             "variables": rec.get("variables", []), "units": units,
             "grid": rec.get("grid"), "years": rec.get("years"),
+            "domain": rec.get("domain", "china"), "domain_name": rec.get("domain_name", "China"),
+            "grid_bbox": rec.get("grid_bbox"),
             "dims": rec.get("dims", {}),
         }
         args = {"urlpath": "{{ CATALOG_DIR }}/" + rec["path"], "consolidated": False}

@@ -301,7 +301,8 @@ def catalog_cmd(store, regenerate):
             click.echo(f"wrote {write_catalog(st)}")
         for p in st.published():
             rec = p.record
-            click.echo(f"{p.kind:8s} {p.name:14s} {p.version}  {rec.get('grid', '')}  "
+            click.echo(f"{p.kind:8s} {p.name:14s} {p.version}  {rec.get('grid', '')} "
+                       f"{rec.get('domain_name', 'China')}  "
                        f"{rec.get('years', '')}  {', '.join(rec.get('variables', []))}")
     except _USER_ERRORS as e:
         _fail(e)

@@ -114,7 +114,7 @@ def _totals_attachment(var: str, regions: xr.Dataset, where=None):
 # them (a kernel fix, a new default) gives every dataset new versions; the CLI, the cluster helpers
 # and the catalog writer only present or move results and are left out.
 _COMPUTING = ("kernels", "products", "io", "grid.py", "units.py", "regions.py", "synthetic.py",
-              "ml.py", "zonal.py", "pipeline.py", "config.py")
+              "ml.py", "zonal.py", "pipeline.py", "config.py", "domains.py")
 
 
 @functools.lru_cache(maxsize=1)

@@ -198,6 +198,10 @@ def test_demo_on_a_polygon_domain_end_to_end(basin_file, tmp_path):
         assert dom[dom.year == year].total_tg.iloc[0] == pytest.approx(hand, abs=1e-3)  # CSV: 3 dp
     assert "Xinjiang" not in set(table.region)
     assert "Southern karst (SK)" in set(table.region)
+    # the catalog says which study area each dataset covers
+    from carbonsink.catalog import open_catalog
+    meta = open_catalog(str(store))["nep"].metadata
+    assert meta["domain_name"] == "toy_basin" and meta["grid_bbox"] == list(g.bounds)
 
 
 def main_cli():
@@ -249,3 +253,22 @@ def test_regional_ingest_needs_no_land_mask_and_runs(basin_file, tmp_path):
     with pytest.raises(Exception, match="covers the domain 'upper'"):
         run_products(load_config(store=root, domain="sichuan", grid="0.25",
                                  years=f"{F.YEARS[0]}-{F.YEARS[1]}"), "observed")
+
+
+@pytest.mark.slow
+def test_three_river_headwaters_at_500m(tmp_path):
+    """Seed 004's study area at MODIS 500 m (0.005°) on 2 workers: only the domain's box is computed
+    and the summary names it (the full 2000–2020 run's figures are in the README)."""
+    store = tmp_path / "store"
+    r = CliRunner().invoke(main_cli(), ["demo", "--store", str(store), "--domain",
+                                        "three-river-headwaters", "--resolution", "0.005",
+                                        "--years", "2000-2006", "--workers", "2", "--no-progress"])
+    assert r.exit_code == 0, r.output + str(r.exception)
+    assert "domain Three-River Headwaters, grid 0.005deg (910×2527)" in r.output
+    assert "nep: NEP: Three-River Headwaters mean " in r.output
+    from carbonsink.io.store import Store
+    nep = Store(str(store)).open("products", "nep")
+    d = get_domain("three-river-headwaters")
+    inside = d.mask(d.grid("0.005")) > 0
+    assert nep.sizes == {"year": 7, "lat": 910, "lon": 2527}
+    assert np.array_equal(nep.nep.isel(year=0).notnull().values, inside)
