@@ -502,6 +502,7 @@ def _content(m: Manifest, plans: dict[str, VarPlan], fps: dict, land_info: dict,
     land = f"{fp.digest}:{fp.size}" if fp else land
     return {"format": INGEST_FORMAT, "grid": m.grid, "years": list(m.years),
             "domain": m.domain, "domain_fingerprint": land_info.get("domain", ""),
+            "regrid_method": rg.METHOD_VERSION,
             "land_mask": {"spec": m.variable_hash("land_mask") if "land_mask" in m.variables
                           else "cnmaps", "source": land},
             "variables": variables,
@@ -671,7 +672,7 @@ _CELL_METHODS = {"tas": "time: mean", "pr": "time: sum", "npp": "year: sum", "rs
                  "aet": "year: sum"}
 
 
-def _var_attrs(var: str, plan: VarPlan | None, land_info: dict) -> dict:
+def _var_attrs(var: str, plan: VarPlan | None, land_info: dict, grid: Grid) -> dict:
     spec = SCHEMA[var]
     attrs = {"units": spec.units, "long_name": spec.long_name}
     if spec.standard_name:
@@ -712,6 +713,7 @@ def _var_attrs(var: str, plan: VarPlan | None, land_info: dict) -> dict:
                     + (f", outside raw valid_range {list(dec.valid_range)}" if dec.valid_range
                        else ""),
         "resampling": plan.resampling,
+        "resampling_method": rg.describe(plan.resampling, r.transform, r.crs, grid),
     })
     attrs.update(pl.variable_attrs(var, s))
     if s.fill_on_land is not None:
@@ -737,8 +739,9 @@ def _build(m: Manifest, plans: dict[str, VarPlan], grid: Grid, land: np.ndarray,
     for var in SCHEMA:
         if var == "land_mask":
             if with_static:
-                data[var] = xr.Variable(("lat", "lon"), da.from_array(
-                    land, chunks=(tile["lat"], tile["lon"])), _var_attrs(var, land_plan, land_info))
+                data[var] = xr.Variable(
+                    ("lat", "lon"), da.from_array(land, chunks=(tile["lat"], tile["lon"])),
+                    _var_attrs(var, land_plan, land_info, grid))
             continue
         if var not in plans:       # an optional variable the manifest does not name
             continue
@@ -750,7 +753,7 @@ def _build(m: Manifest, plans: dict[str, VarPlan], grid: Grid, land: np.ndarray,
                         {} if raw_stats is None else raw_stats,
                         {} if fill_counts is None else fill_counts)
         dims = SCHEMA[var].dims
-        data[var] = xr.Variable(dims, arr, _var_attrs(var, plan, land_info))
+        data[var] = xr.Variable(dims, arr, _var_attrs(var, plan, land_info, grid))
     ds = xr.Dataset(data, coords=coords)
     ds = ds.chunk({"time": 12, "year": 1, "lat": tile["lat"], "lon": tile["lon"]})
     ds.attrs.update(attrs)
@@ -1027,7 +1030,9 @@ def _decide(prev_rec: dict | None, content: dict, years) -> tuple[str, str, int]
     if not old:
         return "rewritten", "the latest version was not made by ingest", 0
     for key, what in (("format", "ingest format"), ("grid", "grid"), ("land_mask", "land mask"),
-                      ("chunk_mb", "chunk size")):
+                      ("chunk_mb", "chunk size"), ("domain", "domain"),
+                      ("domain_fingerprint", "domain's polygons"),
+                      ("regrid_method", "regridding method")):
         if old.get(key) != content.get(key):
             return "rewritten", f"the {what} changed", 0
     oy, ny = old["years"], content["years"]

@@ -234,7 +234,10 @@ def _unit_candidates(var: str, declared: str) -> list[str]:
     """Other spellings the source might be in: the unit table's spellings of the variable's
     quantity, their amounts (without the period) and those amounts per second and per day, and the
     declared amount per other periods."""
-    aliases = list(u._TABLE.get(u.canonical(SCHEMA[var].units), {}))
+    # molar and CO₂-mass spellings (flux products: CarbonTracker's mol m-2 s-1) are not how gridded
+    # inputs such as SOC or NPP are published, so they are never suggested as the likely mistake
+    aliases = [a for a in u._TABLE.get(u.canonical(SCHEMA[var].units), {})
+               if "mol" not in a and "co2" not in a]
     amounts = []
     for a in aliases:
         for suffix in _PERIOD_SUFFIXES:

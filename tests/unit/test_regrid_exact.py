@@ -11,8 +11,11 @@ Why compare with that reference and not with the lat/lon square itself: the sour
 sharper than its pixels. A meridian is slanted ~45° in sinusoidal at 100°E 35°N, so the pixels
 along the square's east and west edges straddle the cell edges and up to ~5 % of the contrast of a
 0.05° cell next to the square *is in the source* (the reference shows it). Leakage is what a
-regridding adds to that; the brief's bound is 1 % of the contrast, the new method adds ~1e-4, GDAL's
-``average`` (bounding box of the cell in source space) adds ~30 %.
+regridding adds to that; the bound asked for (issue 10) is 1 % of the contrast. The exact overlaps
+add ~3e-5 of it (MODIS 463 m; ≤ 1e-3 with 1 km pixels across the Homolosine's Mollweide seam),
+GDAL's ``average`` (the cell's bounding box in source space) 22–27 %. Where the source's own share
+is under 1 % (Homolosine at SoilGrids' 250 m), the cells outside the square are also within 1 % of
+the background outright.
 """
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ def _pixel_boxes(mask, transform):
     for r in np.flatnonzero(mask.any(axis=1)):
         cols = np.flatnonzero(mask[r])
         cut = np.flatnonzero(np.diff(cols) > 1)
-        for a, b in zip(np.r_[cols[0], cols[cut + 1]], np.r_[cols[cut], cols[-1]] + 1):
+        for a, b in zip(np.r_[cols[0], cols[cut + 1]], np.r_[cols[cut], cols[-1]] + 1, strict=True):
             (x0, y0), (x1, y1) = transform * (a, r), transform * (b, r + 1)
             boxes.append(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
     return shapely.union_all(boxes)
@@ -137,31 +140,44 @@ def _cell_box_masks(grid, box):
 
 # --- the kernels, by hand ---------------------------------------------------------------------
 def test_area_mean_by_hand():
+    # pieces (pixel, cell, weight) of 5 pixels on 4 cells; two steps with their own missing pixels
+    pix = np.array([0, 1, 1, 2, 3, 4])
     cell = np.array([0, 0, 1, 1, 1, 2])
     weight = np.array([0.25, 0.75, 1.0, 1.0, 2.0, 0.5])
-    values = np.array([4.0, 8.0, 1.0, np.nan, 3.0, np.nan])
-    out = ex.area_mean(cell, weight, values, 4)
-    # cell 0: (0.25·4 + 0.75·8) / 1 = 7; cell 1: (1 + 2·3) / 3 (the NaN piece drops out);
+    values = np.array([[4.0, 8.0, np.nan, 3.0, np.nan],
+                       [4.0, np.nan, 1.0, 3.0, 5.0]])
+    out = ex.area_mean(pix, cell, weight, values, 4)
+    # step 0 — cell 0: (0.25·4 + 0.75·8) / 1 = 7; cell 1: (1·8 + 2·3) / 3 (pixel 2 is missing);
     # cell 2: only a missing pixel → NaN; cell 3: nothing overlaps → NaN
-    np.testing.assert_allclose(out, [7.0, 7.0 / 3.0, np.nan, np.nan], rtol=1e-15)
-    # no missing value: the caller's weight sums are used as they are
-    out = ex.area_mean(cell[:2], weight[:2], values[:2], 1, valid_weight=np.array([2.0]))
-    assert out[0] == pytest.approx(3.5)
+    np.testing.assert_allclose(out[0], [7.0, 14.0 / 3.0, np.nan, np.nan], rtol=1e-15)
+    # step 1 — cell 0: pixel 1 is missing now, 4; cell 1: (1 + 2·3) / 3; cell 2: 5
+    np.testing.assert_allclose(out[1], [4.0, 7.0 / 3.0, 5.0, np.nan], rtol=1e-15)
 
 
-def test_area_majority_by_hand():
+@pytest.mark.parametrize("offset", [0.0, 1e6 + 0.5])     # small whole codes; any ids
+@pytest.mark.parametrize("dense", [True, False])          # histogram; sorted pieces
+def test_area_majority_by_hand(offset, dense, monkeypatch):
+    if not dense:
+        monkeypatch.setattr(ex, "DENSE_HISTOGRAM", 0)
+    # one pixel per piece here (pix = 0..9), so the classes are per piece
+    pix = np.arange(10)
     cell = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
     weight = np.array([0.3, 0.3, 0.5, 0.5, 0.5, 0.2, 0.2, 0.9, 0.4, 0.7])
-    classes = np.array([2.0, 2.0, 1.0, 7.0, 3.0, 5.0, 5.0, np.nan, 9.0, 4.0])
-    out = ex.area_majority(cell, weight, classes, 5)
-    # cell 0: class 2 has 0.6 (two pieces) > class 1's 0.5; cell 1: a tie → the smaller class 3;
-    # cell 2: the missing piece drops out, class 5; cell 3: 4 (0.7) over 9; cell 4: nothing → NaN
-    np.testing.assert_array_equal(out, [2.0, 3.0, 5.0, 4.0, np.nan])
+    classes = np.array([2.0, 2.0, 1.0, 7.0, 3.0, 5.0, 5.0, np.nan, 9.0, 4.0]) + offset
+    out = ex.area_majority(pix, cell, weight, classes[None], 5)[0]
+    # cell 0: class 2 has 0.6 (two pieces) > class 1's 0.5 — though class 1 has the largest
+    # piece; cell 1: a tie → the smaller class 3; cell 2: the missing piece drops out, class 5;
+    # cell 3: 4 (0.7) over 9; cell 4: nothing → NaN
+    np.testing.assert_array_equal(out, np.array([2.0, 3.0, 5.0, 4.0, np.nan]) + offset)
     # a tie up to rounding (0.1 + 0.2 ≠ 0.3 in floating point) is still a tie
-    out = ex.area_majority(np.zeros(3, int), np.array([0.1, 0.2, 0.3]),
-                           np.array([8.0, 8.0, 6.0]), 1)
-    assert out[0] == 6.0
-    assert np.isnan(ex.area_majority(cell, weight, np.full(10, np.nan), 5)).all()
+    out = ex.area_majority(np.arange(3), np.zeros(3, int), np.array([0.1, 0.2, 0.3]),
+                           np.array([[8.0, 8.0, 6.0]]) + offset, 1)
+    assert out[0, 0] == 6.0 + offset
+    assert np.isnan(ex.area_majority(pix, cell, weight, np.full((2, 10), np.nan), 5)).all()
+    # a pixel split over two cells counts in both, each with its own piece
+    out = ex.area_majority(np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([0.6, 0.4, 0.5]),
+                           np.array([[3.0, 2.0]]) + offset, 2)
+    np.testing.assert_array_equal(out[0], np.array([3.0, 2.0]) + offset)
 
 
 def _pieces(gx, gy, h, w, max_span=10.0):
@@ -217,23 +233,30 @@ def test_true_area_weights_cos_latitude():
     assert w[0] == pytest.approx(0.5, rel=1e-9)
 
 
+def _proj_corners(tr, shape, crs):
+    cols, rows = np.meshgrid(np.arange(shape[1] + 1.0), np.arange(shape[0] + 1.0))
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(
+        *(tr * (cols, rows)))
+    bad = ~np.isfinite(lon)
+    lon[bad] = lat[bad] = np.nan
+    return lon, lat
+
+
 def test_interpolated_corners_match_proj():
     tr, shape = _raster_over(SINU, MODIS_PX, (99, 34, 101, 36))
     lon, lat = ex.corner_lonlat(tr, SINU, shape, 100.0)
-    cols, rows = np.meshgrid(np.arange(shape[1] + 1), np.arange(shape[0] + 1))
-    elon, elat = Transformer.from_crs(SINU, "EPSG:4326", always_xy=True).transform(
-        *(tr * (cols, rows)))
-    # within 2 % of a pixel (0.0042°), far below any geolocation error
-    assert np.abs(lon - elon).max() < 0.02 * 0.0042 and np.abs(lat - elat).max() < 0.02 * 0.0042
+    elon, elat = _proj_corners(tr, shape, SINU)
+    # within 1 % of a pixel (0.0042°), far below any geolocation error
+    assert np.abs(lon - elon).max() < 0.01 * 0.0042 and np.abs(lat - elat).max() < 0.01 * 0.0042
     # a window across an interruption of the Homolosine (south of the equator at 20°W): corners
-    # in the gap are NaN (PROJ cannot invert them), the others exact
-    tr = Affine(1000.0, 0, -387859.0, 0, -1000.0, -6524970.0)
-    lon, lat = ex.corner_lonlat(tr, IGH, (30, 40), -20.0)
-    assert np.isnan(lon[15, 0]) and np.isnan(lat[15, 0])
-    elon, elat = Transformer.from_crs(IGH, "EPSG:4326", always_xy=True).transform(
-        *(tr * (np.array([40.0]), np.array([15.0]))))
-    assert lon[15, 40] == pytest.approx(elon[0], abs=1e-9)
-    assert lat[15, 40] == pytest.approx(elat[0], abs=1e-9)
+    # in the gap are NaN (PROJ cannot invert them), the others still right
+    tr, shape = Affine(1000.0, 0, -387859.0, 0, -1000.0, -6524970.0), (30, 40)
+    lon, lat = ex.corner_lonlat(tr, IGH, shape, -20.0)
+    elon, elat = _proj_corners(tr, shape, IGH)
+    assert np.isnan(elon).sum() > 100 and np.isfinite(elon).sum() > 100
+    np.testing.assert_array_equal(np.isnan(lon), np.isnan(elon))
+    np.testing.assert_allclose(lon, elon, atol=1e-4, equal_nan=True)
+    np.testing.assert_allclose(lat, elat, atol=1e-4, equal_nan=True)
 
 
 def test_aligned_geographic_sources_keep_gdal():
@@ -246,6 +269,10 @@ def test_aligned_geographic_sources_keep_gdal():
     assert rg.uses_exact("average", Affine(MODIS_PX, 0, 0, 0, -MODIS_PX, 0), SINU, grid)
     assert rg.uses_exact("mode", Affine(MODIS_PX, 0, 0, 0, -MODIS_PX, 0), SINU, grid)
     assert not rg.uses_exact("bilinear", Affine(MODIS_PX, 0, 0, 0, -MODIS_PX, 0), SINU, grid)
+    assert "exact pixel/cell overlaps" in rg.describe(
+        "average", Affine(MODIS_PX, 0, 0, 0, -MODIS_PX, 0), SINU, grid)
+    assert rg.describe("average", aligned, "EPSG:4326", grid).startswith("GDAL average")
+    assert rg.METHOD_VERSION == 2
 
 
 def _overlap_1d(a0, a1, b0, b1):
@@ -273,7 +300,8 @@ def test_off_grid_geographic_source_by_hand():
     wy = _overlap_1d(np.sin(np.deg2rad(grid.lat - 0.025)), np.sin(np.deg2rad(grid.lat + 0.025)),
                      np.sin(np.deg2rad(px_n - 0.03)), np.sin(np.deg2rad(px_n)))
     valid = np.isfinite(src)
-    expected = (wy @ np.where(valid, src, 0) @ wx.T) / (wy @ valid @ wx.T)
+    with np.errstate(invalid="ignore"):                     # no valid pixel: NaN
+        expected = (wy @ np.where(valid, src, 0) @ wx.T) / (wy @ valid @ wx.T)
     assert np.isnan(expected[1]).sum() >= 64 and np.isfinite(expected[0]).all()
     np.testing.assert_allclose(new, expected, rtol=2e-6, equal_nan=True)
     np.testing.assert_allclose(old, expected, rtol=1e-3, equal_nan=True)
@@ -313,16 +341,25 @@ def test_square_is_area_true(square):
     assert inside.sum() >= 300 and outside.sum() >= 5000
     # what the regridding adds to the source's own share of the square in each cell
     leak_new, leak_old = np.abs(new - share), np.abs(old - share)
+    pct = {k: 100 * v for k, v in (("new_out", leak_new[outside].max()),
+                                   ("new_in", leak_new[inside].max()), ("new", leak_new.max()),
+                                   ("old_out", leak_old[outside].max()),
+                                   ("old_in", leak_old[inside].max()),
+                                   ("own", share[outside].max()))}
     print(f"\n{square['name']}: added leakage, % of the contrast — new: outside "
-          f"{100 * leak_new[outside].max():.4f}, inside {100 * leak_new[inside].max():.4f}, any "
-          f"cell {100 * leak_new.max():.4f}; GDAL average: outside {100 * leak_old[outside].max():.1f},"
-          f" inside {100 * leak_old[inside].max():.1f}; the source's own share in the cells outside "
-          f"≤ {100 * share[outside].max():.2f}")
+          f"{pct['new_out']:.4f}, inside {pct['new_in']:.4f}, any cell {pct['new']:.4f}; GDAL "
+          f"average: outside {pct['old_out']:.1f}, inside {pct['old_in']:.1f}; the source's own "
+          f"share in the cells outside ≤ {pct['own']:.2f}")
     assert leak_new[outside].max() <= 0.01 and leak_new[inside].max() <= 0.01
+    if square["name"] == "soilgrids-igh":
+        # 250 m pixels keep the source's own share in the neighbours under 1 %: there the cells
+        # wholly outside the square are within 1 % of the background outright (inside, the pixel
+        # rows along its north and south edges still miss up to ~2.5 % of the edge cells)
+        assert share[outside].max() < 0.01 and np.abs(new[outside]).max() <= 0.01
     assert leak_new.max() <= 1e-3                      # in fact ~1e-4: float32 and the reference
     # cells the square's pixels do not reach are background, cells they fill are the peak
-    assert np.abs(new[outside & (share == 0)]).max() < 1e-5
-    assert np.abs(new[inside & (share == 1)] - 1).max() < 1e-5
+    assert np.abs(new[outside & (share < 1e-9)]).max() < 1e-5
+    assert np.abs(new[inside & (share > 1 - 1e-9)] - 1).max() < 1e-5
     # the old path (GDAL average over each cell's bounding box in source space) fails the bound
     assert leak_old[outside].max() > 0.05 and leak_old[inside].max() > 0.05
 
@@ -341,24 +378,24 @@ def test_square_total_is_conserved(square):
     assert new_total == pytest.approx(source_total, rel=1e-3)
 
 
-def test_square_regrid_the_same_in_any_tiling(square, tmp_path):
-    # the tiles and super-tiles of the graph, and the strips of a block, leave no seams
-    grid, crs = square["grid"], square["crs"]
-    if square["pixel"] < 400:
-        pytest.skip("one square suffices")
+def test_square_regrid_the_same_in_any_tiling(square, monkeypatch):
+    # the tiles and super-tiles of the graph, and the parts of a block, leave no seams (on the
+    # square's south-west quarter: its corner and two edges)
+    crs = square["crs"]
+    if square["name"] == "soilgrids-igh":
+        pytest.skip("the sinusoidal and the Mollweide-part squares cover it, faster")
+    sq = square["box"]
+    grid = Grid(0.05, sq[0] - 0.5, sq[1] - 0.5, sq[0] + 0.5, sq[1] + 0.5)
     tr, shape = _raster_over(crs, square["pixel"], (grid.west, grid.south, grid.east, grid.north))
     lon, lat = _centres(tr, shape, crs)
     values = np.where(_in_box(lon, lat, square["box"]), PEAK, BG)[None].astype("f4")
     arr = da.from_array(values, chunks=(1, 97, 113))
     one = rg.regrid(arr, tr, crs, grid, {"lat": grid.nlat, "lon": grid.nlon}, "average",
                     max_cells=grid.nlat * grid.nlon).compute()
-    old_strip = ex.STRIP_PIXELS
-    try:
-        ex.STRIP_PIXELS = 5000                              # many strips per block
-        many = rg.regrid(arr, tr, crs, grid, {"lat": 16, "lon": 16}, "average",
-                         max_cells=16 * 16).compute()
-    finally:
-        ex.STRIP_PIXELS = old_strip
+    monkeypatch.setattr(ex, "STRIP_PIXELS", 1000)      # blocks cut in rows and columns
+    assert ex._parts(16 * 16 * 100, 16, 16) == (1, 10)
+    many = rg.regrid(arr, tr, crs, grid, {"lat": 16, "lon": 16}, "average",
+                     max_cells=16 * 16).compute()
     np.testing.assert_allclose(many, one, rtol=1e-6)
 
 
@@ -379,10 +416,10 @@ def test_missing_pixels_are_ignored_per_step(tmp_path):
     assert inside.sum() == 36
     # a cell is missing only where no valid pixel overlaps it: the hole's inner cells
     share = _exact_share(hole, tr, grid, SINU)
-    assert np.isnan(out[1][share == 1]).all() and (share == 1).sum() >= 16
-    assert np.isfinite(out[1][share < 1]).all()
+    assert np.isnan(out[1][share > 1 - 1e-9]).all() and (share > 1 - 1e-9).sum() >= 16
+    assert np.isfinite(out[1][share < 1 - 1e-9]).all()
     glat = np.broadcast_to(grid.lat[:, None], grid.shape)
-    ok = share == 0
+    ok = share < 1e-9
     np.testing.assert_allclose(out[1][ok], 10.0 + 0.5 * glat[ok], rtol=2e-4)
 
 
@@ -431,7 +468,9 @@ def test_classes_take_the_majority_of_area(tmp_path):
     new = rg.regrid(arr, rtr, crs, grid, {"lat": 16, "lon": 16}, "mode").compute()[0]
     old = rg.regrid(arr, rtr, crs, grid, {"lat": 16, "lon": 16}, "mode", exact=False).compute()[0]
     area_major, margin, count_major = _class_reference(classes, tr, grid, SINU)
-    decided = margin > 1e-6                     # not a tie up to the reference's own rounding
+    # a cell's winner is certain where it leads by more than the geometric approximations can
+    # move (the pixels' corners are within ~0.1 % of a pixel, their edges straight in lat/lon)
+    decided = margin > 1e-3
     assert decided.mean() > 0.95
     np.testing.assert_array_equal(new[decided], area_major[decided])
     # cells where the most pixels say one class and the most area another: area wins, clearly
@@ -456,5 +495,5 @@ def test_mask_mode_with_missing_pixels(tmp_path):
     inside, outside = _cell_box_masks(grid, (99.5, 34.5, 100.5, 35.5))
     assert (out[inside] == 1).all()
     share = _exact_share(np.isnan(mask), tr, grid, SINU)
-    assert np.isnan(out[share == 1]).all() and (share == 1).any()
-    assert (out[outside & (share < 1)] == 0).all()
+    assert np.isnan(out[share > 1 - 1e-9]).all() and (share > 1 - 1e-9).any()
+    assert (out[outside & (share < 1 - 1e-9)] == 0).all()
