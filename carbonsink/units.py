@@ -90,6 +90,16 @@ _TABLE["MJ m-2 yr-1"].update({"mj m-2 year-1": (1, 0), "j m-2 year-1": (1e-6, 0)
 _TABLE["mm yr-1"].update({"mm year-1": (1, 0), "m year-1": (1e3, 0)})
 _TABLE["degC"].update({"degree_celsius": (1, 0), "degrees_kelvin": (1, -273.15),
                        "degk": (1, -273.15), "deg_k": (1, -273.15)})
+# Carbon per area as flux products declare it (SCIENCE.md §8; the amount part of a rate such as
+# CarbonTracker's mol m-2 s-1 or the OCO-2 MIP's gC/m^2/year): a mole of CO₂ or of C holds one
+# mole of carbon, 12.011 g.
+_TABLE["kg m-2"].update({
+    "gc m-2": (1e-3, 0), "g co2 m-2": (1e-3 / C_TO_CO2, 0),
+    "mol m-2": (C_MOLAR_MASS * 1e-3, 0), "mol c m-2": (C_MOLAR_MASS * 1e-3, 0),
+    "mol co2 m-2": (C_MOLAR_MASS * 1e-3, 0), "kmol m-2": (C_MOLAR_MASS, 0),
+    "mmol m-2": (C_MOLAR_MASS * 1e-6, 0), "umol m-2": (C_MOLAR_MASS * 1e-9, 0),
+    "µmol m-2": (C_MOLAR_MASS * 1e-9, 0), "μmol m-2": (C_MOLAR_MASS * 1e-9, 0),
+    "umol co2 m-2": (C_MOLAR_MASS * 1e-9, 0)})
 
 # Molar masses (g mol-1) and charges of the seven major ions of river chemistry tables:
 # mg L-1 / M = mmol L-1, meq L-1 / |z| = mmol L-1.
