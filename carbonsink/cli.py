@@ -544,3 +544,7 @@ def export_cmd(dataset, store, fmt, out_dir, version, variables, overwrite):
 
 if __name__ == "__main__":
     main()
+
+
+# commands defined in their own modules register themselves on ``main``
+from . import cli_compare  # noqa: E402,F401

@@ -44,6 +44,9 @@ def test_prefect_yaml_deployments_load_and_validate(prefect_home):
     # every run flow takes the study area like the CLI's --domain
     for entry in ("flows/demo.py:demo", "flows/compute.py:compute"):
         assert "domain" in load_flow_from_entrypoint(str(ROOT / entry)).parameters.properties
+    # the comparison of flux products is a flow too (a manifest, or the synthetic demo)
+    params = load_flow_from_entrypoint(str(ROOT / "flows/compare.py:compare")).parameters
+    assert {"manifest", "demo", "store", "prefix"} <= set(params.properties)
     assert deployments["yearly-rebuild"]["parameters"]["full_rebuild"] is True
     assert deployments["monthly-update"]["entrypoint"] == "flows/compute.py:compute"
     # no store credential ever goes into parameters (the Prefect API stores them)
