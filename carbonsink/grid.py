@@ -244,6 +244,9 @@ def grid_of(obj) -> Grid:
         step = lat[0] - lat[1]
     else:
         raise ValueError("a single cell does not define a grid resolution")
+    if lat.size > 1 and lat[0] < lat[-1]:
+        raise ValueError(f"lat/lon coordinates ({lat.size}×{lon.size}) are not a carbonsink grid: "
+                         "latitude must be descending (north to south), it ascends")
     try:
         res = snap_resolution(abs(step))
         g = Grid(res, lon[0] - res / 2, lat[-1] - res / 2, lon[-1] + res / 2, lat[0] + res / 2)

@@ -282,7 +282,8 @@ def test_off_grid_coordinates_rejected_before_publish(good, store_before, shift)
     before = _state(store, root)
     with pytest.raises(InputError, match=r"not on a carbonsink grid") as excinfo:
         publish_inputs(store, cfg, shift(good))
-    assert "preset" in str(excinfo.value)
+    # the message says what a grid must be: edges on multiples of the resolution, or descending lat
+    assert re.search(r"multiple of the 1° resolution|must be descending", str(excinfo.value))
     assert _state(store, root) == before
 
 
