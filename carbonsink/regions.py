@@ -282,15 +282,21 @@ def region_masks(grid: Grid | str, domain=None, sets=DEFAULT_SETS) -> xr.Dataset
         "flag_values": [0, 1], "flag_meanings": "outside inside"})
     ds.attrs.update(grid.attrs())
     ds.attrs.update(dom.attrs())
+    # the order of the sets (tables list them in it): a store may list variables in any order
+    ds.attrs["region_sets"] = list(out)
     ds.attrs["source"] = ("cnmaps province boundaries; divisions, karst regions and Yangtze "
                           "reaches per carbonsink.regions; polygon files as named")
     return ds
 
 
 def region_set_names(regions: xr.Dataset) -> list[str]:
-    """The variables of a regions Dataset used for totals (region sets), in their order."""
-    return [str(k) for k, v in regions.data_vars.items()
-            if v.attrs.get("carbonsink_role") == ROLE]
+    """The variables of a regions Dataset used for totals (region sets), in the order the
+    configuration gave them (the ``region_sets`` attribute; a Zarr store may list its variables in
+    any order, and tables must not change with it)."""
+    marked = [str(k) for k, v in regions.data_vars.items()
+              if v.attrs.get("carbonsink_role") == ROLE]
+    order = [str(n) for n in regions.attrs.get("region_sets", []) if str(n) in marked]
+    return order + sorted(set(marked) - set(order))
 
 
 def names(mask: xr.DataArray) -> dict[int, str]:

@@ -272,3 +272,13 @@ def test_three_river_headwaters_at_500m(tmp_path):
     inside = d.mask(d.grid("0.005")) > 0
     assert nep.sizes == {"year": 7, "lat": 910, "lon": 2527}
     assert np.array_equal(nep.nep.isel(year=0).notnull().values, inside)
+
+
+def test_region_set_order_does_not_depend_on_variable_order():
+    """A store may list a dataset's variables in any order (directory listing): the tables'
+    region-set order comes from the configuration, recorded in the regions' attrs."""
+    r = region_masks("1", "china", ["karst_region", "province", "division"])
+    assert region_set_names(r) == ["karst_region", "province", "division"]
+    shuffled = r[["division", "province", "karst_region", "domain_mask"]]
+    shuffled.attrs = dict(r.attrs)
+    assert region_set_names(shuffled) == ["karst_region", "province", "division"]
