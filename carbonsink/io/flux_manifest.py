@@ -67,8 +67,13 @@ class ProductSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     kind: Literal[KINDS]  # type: ignore[valid-type]
-    files: str
+    files: str = ""
     variable: str
+    # carbonsink's own published product (annual, e.g. nep or sink) instead of files: the store
+    # (path or URL, relative to the manifest) and the product's published name and version
+    store: str | None = None
+    product: str | None = None
+    version: str = "latest"
     units: str | None = None
     sign: str | None = None
     members: list[str] | str | None = None
@@ -242,6 +247,17 @@ def _check_products(m: FluxManifest, where):
     if dup:
         raise FluxInputError(dup[0], where, "the product name is used twice")
     for p in m.products:
+        if p.store is not None:
+            if not p.product:
+                raise FluxInputError(p.name, where, "a store product needs `product` (the "
+                                     "published name, e.g. nep or sink)")
+            if p.files:
+                raise FluxInputError(p.name, where, "give `files` or `store`, not both")
+            if p.sign is None:
+                p.sign = "uptake_positive"      # carbonsink's NEP and sink are uptake-positive
+        elif not p.files:
+            raise FluxInputError(p.name, where, "no `files` (or `store` + `product` for a "
+                                 "carbonsink product)")
         try:
             sign_factor(p.sign)
         except ValueError as e:

@@ -464,7 +464,7 @@ def load_fluxes(manifest) -> tuple[dict[str, xr.DataArray], FluxManifest]:
     domain = get_domain(m.domain)
     grid = domain.grid(m.grid)
     inside = domain.mask(grid)
-    plans = [plan_product(spec, m, grid, inside) for spec in m.products]
+    plans = [plan_product(spec, m, grid, inside) for spec in m.products if spec.store is None]
     landcover = None
     if m.landcover is not None:
         codes, names = read_landcover(m.landcover, m, grid, inside)
@@ -476,10 +476,16 @@ def load_fluxes(manifest) -> tuple[dict[str, xr.DataArray], FluxManifest]:
             "source": os.path.basename(m.resolve(m.landcover.files))})
     attrs = {**grid.attrs(), **domain.attrs(), "years": f"{m.years[0]}-{m.years[1]}",
              "reference_product": m.reference or ""}
+    read = {plan.spec.name: (lambda plan=plan: read_product(plan, m, grid, inside, attrs))
+            for plan in plans}
+    for spec in m.products:
+        if spec.store is not None:              # carbonsink's own annual product
+            from .flux_store import read_store_product
+            read[spec.name] = (lambda spec=spec: read_store_product(spec, m, grid, inside, attrs))
     out = {}
-    for plan in plans:
-        da = read_product(plan, m, grid, inside, attrs)
+    for spec in m.products:                     # the manifest's order
+        da = read[spec.name]()
         if landcover is not None:
             da = da.assign_coords(landcover=landcover)
-        out[plan.spec.name] = da
+        out[spec.name] = da
     return out, m

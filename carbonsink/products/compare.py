@@ -58,10 +58,13 @@ def load_products(manifest) -> dict[str, xr.DataArray]:
 
 
 # --- series and regions --------------------------------------------------------------------------
-def _flux_products(products) -> dict[str, xr.DataArray]:
+def _flux_products(products, monthly: bool = False) -> dict[str, xr.DataArray]:
+    """The flux products (not spreads); ``monthly``: only those with real months (carbonsink's own
+    annual products are left out of seasonal cycles, zonal means and metrics)."""
     if isinstance(products, xr.DataArray):                 # one product passed on its own
         products = {str(products.name): products}
-    return {n: da for n, da in products.items() if da.attrs.get("product_role", "flux") == "flux"}
+    return {n: da for n, da in products.items() if da.attrs.get("product_role", "flux") == "flux"
+            and not (monthly and da.attrs.get("temporal_resolution") == "annual")}
 
 
 def series(da: xr.DataArray) -> list[tuple[str, np.ndarray]]:
@@ -211,7 +214,7 @@ def seasonal_cycle(products: dict, regions=None) -> pd.DataFrame:
     """Mean seasonal cycle: per product, member, region and calendar month, the mean over years
     of the monthly total (``total_pg``, Pg C month⁻¹; ``sd_pg`` across years) and of the
     area-mean flux (``mean_flux_g_m2``, g C m⁻² month⁻¹)."""
-    flux = _flux_products(products)
+    flux = _flux_products(products, monthly=True)
     sets = region_sets(flux, regions)
     frames = []
     for name, da in flux.items():
@@ -237,7 +240,7 @@ def zonal_means(products: dict) -> pd.DataFrame:
     month of the period (seed 001 fig. 4: latitude × time); cells of a row share one area, so
     this is the row's mean over valid cells."""
     frames = []
-    for name, da in _flux_products(products).items():
+    for name, da in _flux_products(products, monthly=True).items():
         years, months = _years_months(da)
         lat = da["lat"].values
         for member, values in series(da):
@@ -284,8 +287,8 @@ def metrics(products: dict, reference: str | None = None, regions=None) -> pd.Da
     """ILAMB metrics and scores (:func:`carbonsink.kernels.compare.compare_metrics`) of every
     product and member (and ensemble mean) against ``reference`` (default: the manifest's; an
     ensemble reference is its member mean), for the study area and each region of ``regions``.
-    Bias, RMSE and centred RMSE are in g C m⁻² month⁻¹."""
-    flux = _flux_products(products)
+    Bias, RMSE and centred RMSE are in g C m⁻² month⁻¹. Annual-only products are not scored."""
+    flux = _flux_products(products, monthly=True)
     reference = reference or _first(flux).attrs.get("reference_product") or None
     if reference is None or reference not in flux:
         raise ValueError(f"reference product {reference!r} is not among {list(flux)}")

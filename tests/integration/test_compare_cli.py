@@ -58,3 +58,38 @@ def test_bad_manifests_are_refused_in_one_line(demo_run, tmp_path):
     assert not (store / "products").exists()          # nothing published
     r = CliRunner().invoke(main, ["compare", "--store", str(store)])
     assert r.exit_code == 2 and "give a flux MANIFEST or --demo" in r.output
+
+
+def test_carbonsink_nep_as_one_more_bottom_up_product(demo_run, tmp_path):
+    """carbonsink's own annual NEP, named in the manifest by store and product: its annual totals
+    are the product's own totals; it is left out of the monthly analyses."""
+    from carbonsink.config import load_config
+    from carbonsink.pipeline import run_demo
+    from carbonsink.products.compare import load_products, metrics, seasonal_cycle, totals
+
+    _, files, _ = demo_run
+    cs = tmp_path / "cs"
+    run_demo(load_config(store=str(cs), grid="1", years="2015-2019"), rh_models=("soil_tps",))
+    m = yaml.safe_load((files / "manifest.yaml").read_text())
+    m["root"] = str(files)
+    m["products"].append({"name": "carbonsink_nep", "kind": "bottom_up", "store": str(cs),
+                          "product": "nep", "variable": "nep"})
+    products = load_products(m)
+    da = products["carbonsink_nep"]
+    assert da.attrs["temporal_resolution"] == "annual" and da.sizes["time"] == 60
+    t = totals(products)
+    mine = t[(t["product"] == "carbonsink_nep") & (t.region_set == "domain")].set_index("year")
+    st = Store(str(cs))
+    rec = st.record("products", "nep", st.latest("products", "nep"))
+    own = pd.read_csv(os.path.join(str(cs), rec["attachments"]["totals.csv"]))
+    own = own[own.region_set == "domain"].set_index("year")
+    for year in range(2015, 2020):        # Tg (6 significant digits in the CSV) → Pg
+        assert mine.total_pg[year] == pytest.approx(own.total_tg[year] / 1e3, rel=5e-6)
+    assert "carbonsink_nep" not in set(seasonal_cycle(products)["product"])
+    assert "carbonsink_nep" not in set(metrics(products)["product"])
+    # a store product that does not cover the years is refused by name
+    m["products"][-1]["product"] = "nep"
+    m["years"] = "2014-2019"
+    from carbonsink.io.fluxes import FluxInputError
+    with pytest.raises(FluxInputError, match="carbonsink_nep|missing"):
+        load_products(m)
