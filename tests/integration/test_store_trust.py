@@ -88,10 +88,11 @@ def _outside(tmp_path, root) -> dict:
     """What exists around the store root: the test folder (recursively, without the store) and
     the two folders above it (their entries)."""
     inside = {str(p) for p in tmp_path.rglob("*") if not str(p).startswith(str(root))}
-    # (other pytest sessions on this machine come and go as pytest-<n> next to ours)
+    # (other pytest sessions on this machine come and go as pytest-<n> next to ours, and pytest
+    # removes old ones by renaming them garbage-<uuid> first)
     return {"tmp": inside, "up1": set(os.listdir(tmp_path.parent)),
             "up2": {n for n in os.listdir(tmp_path.parent.parent)
-                    if not re.fullmatch(r"pytest-(\d+|current)", n)}}
+                    if not re.fullmatch(r"pytest-(\d+|current)|garbage-[0-9a-f-]+", n)}}
 
 
 # --- 1. two runs of the same configuration at once -------------------------------------------
