@@ -144,8 +144,26 @@ def _settings(store, n_workers, scheduler, rh_model, chunk_mb) -> dict:
                 **{"cluster.scheduler": scheduler, "cluster.n_workers": n_workers})
 
 
-def _on_cluster(cfg, title: str, run):
-    """Print what runs where, run ``run()`` on the configured cluster, report the result."""
+def _atlas_option(f):
+    return click.option(
+        "--atlas", "atlas", default=None,
+        help="write the run's atlas (HTML + PNG/SVG figures) here at the end [default "
+             "./carbonsink-atlas; CARBONSINK_NO_ATLAS=1 or --atlas '' skips it]")(f)
+
+
+def _atlas_dir(atlas: str | None, prefix: str) -> str | None:
+    """Where the final atlas goes: ``--atlas``, else the default, unless skipped."""
+    if atlas is not None:
+        return atlas or None
+    if os.environ.get("CARBONSINK_NO_ATLAS", "").strip() not in ("", "0"):
+        return None
+    from .cli_report import default_out
+    return default_out(prefix)
+
+
+def _on_cluster(cfg, title: str, run, atlas: str | None = None):
+    """Print what runs where, run ``run()`` on the configured cluster, report the result, and
+    write the atlas from the published products (on the same cluster) when ``atlas`` is set."""
     from .cluster import connect
 
     g = cfg.grid_obj()
@@ -157,9 +175,17 @@ def _on_cluster(cfg, title: str, run):
             click.echo(f"dask cluster: {client.scheduler.address}  dashboard: "
                        f"{client.dashboard_link}")
             result = run()
+            _report(result, cfg, t0)
+            out = _atlas_dir(atlas, result.prefix)
+            if out:
+                from .io.store import Store
+                from .report import build_report
+                t1 = time.perf_counter()
+                html = build_report(Store(cfg.store, cfg.resolved_storage_options()), out,
+                                    prefix=result.prefix, client=client)
+                click.echo(f"atlas: {html.resolve().as_uri()} ({time.perf_counter() - t1:.1f} s)")
     except _USER_ERRORS as e:
         _fail(e)
-    _report(result, cfg, t0)
 
 
 @main.command()
@@ -174,8 +200,9 @@ def _on_cluster(cfg, title: str, run):
 @click.option("--seed", type=int, default=None, help="synthetic China seed [default 0]")
 @_run_options("the demo also publishes nep_pei (or nep_soil_tps) so both published models are "
               "compared")
+@_atlas_option
 def demo(grid, domain, years, seed, store, n_workers, scheduler, rh_model, chunk_mb, config_path,
-         progress):
+         progress, atlas):
     """Synthetic China → validated inputs → every product, published and released together.
 
     NEP with two Rh models, the karst sink with its random-forest ionic strength, the ecosystem
@@ -189,7 +216,7 @@ def demo(grid, domain, years, seed, store, n_workers, scheduler, rh_model, chunk
                           **_settings(store, n_workers, scheduler, rh_model, chunk_mb))
     except ConfigError as e:
         _fail(e)
-    _on_cluster(cfg, "carbonsink demo", lambda: run_demo(cfg, progress=progress))
+    _on_cluster(cfg, "carbonsink demo", lambda: run_demo(cfg, progress=progress), atlas)
 
 
 @main.command("run")
@@ -201,8 +228,9 @@ def demo(grid, domain, years, seed, store, n_workers, scheduler, rh_model, chunk
               help="products are published as PREFIX + product [default '<NAME>_'; none for "
                    "synthetic]")
 @_run_options("the other one is published too, as nep_<model>")
+@_atlas_option
 def run_cmd(inputs, inputs_version, prefix, store, n_workers, scheduler, rh_model, chunk_mb,
-            config_path, progress):
+            config_path, progress, atlas):
     """Every product from published inputs (e.g. ingested with `carbonsink ingest`): NEP (both Rh
     models), karst (random-forest ionic strength when the inputs carry a basin layer and river
     chemistry), the sink, trends and attribution → published Zarr, tables and the catalog, on the
@@ -229,7 +257,7 @@ def run_cmd(inputs, inputs_version, prefix, store, n_workers, scheduler, rh_mode
         _fail(e)
     _on_cluster(cfg, f"carbonsink run: inputs/{inputs}@{inputs_version}",
                 lambda: run_products(cfg, inputs, inputs_version, prefix=prefix,
-                                     progress=progress))
+                                     progress=progress), atlas)
 
 
 def _report(result, cfg, t0: float):
@@ -548,3 +576,4 @@ if __name__ == "__main__":
 
 # commands defined in their own modules register themselves on ``main``
 from . import cli_compare  # noqa: E402,F401
+from . import cli_report  # noqa: E402,F401

@@ -10,7 +10,7 @@ from carbonsink.io.names import validate_name, validate_prefix, validate_version
 from flows._common import (DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_SECONDS, dask_task_runner,
                            run_config, ship_by_value)
 from flows.tasks import (outcome, publish_catalog, published_inputs, submit_products,
-                         with_retries)
+                         with_retries, write_atlas)
 
 
 @flow(name="carbonsink-compute")
@@ -19,7 +19,7 @@ def compute(store: str | None = None, grid: str | None = None, domain: str | Non
             rh_model: str | None = None, seed: int | None = None, chunk_mb: float | None = None,
             scheduler: str | None = None, n_workers: int | None = None, config: str | None = None,
             inputs: str = "synthetic", inputs_version: str = "latest", prefix: str | None = None,
-            retries: int = DEFAULT_RETRIES,
+            atlas: str | None = None, retries: int = DEFAULT_RETRIES,
             retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS) -> dict:
     """Compute (or reuse) every product from the published ``inputs`` (name, version) and their
     region masks, then publish the catalog. Settings as for the demo flow; products are published
@@ -36,8 +36,12 @@ def compute(store: str | None = None, grid: str | None = None, domain: str | Non
                           inputs_version, cfg.store, cfg.cluster.scheduler or
                           f"local cluster of {cfg.cluster.n_workers} workers")
     run = compute_on_dask.with_options(task_runner=dask_task_runner(cfg))
-    return run(settings, inputs=inputs, inputs_version=inputs_version, prefix=prefix,
-               retries=retries, retry_delay_seconds=retry_delay_seconds)
+    out = run(settings, inputs=inputs, inputs_version=inputs_version, prefix=prefix,
+              retries=retries, retry_delay_seconds=retry_delay_seconds)
+    # ``atlas``: a folder for the run's atlas (from the released products), or none
+    out["atlas"] = write_atlas(cfg, atlas, pipeline.default_prefix(inputs) if prefix is None
+                               else prefix)
+    return out
 
 
 @flow(name="carbonsink-compute-on-dask")

@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger
 
 from flows._common import (DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_SECONDS, dask_task_runner,
                            run_config, ship_by_value)
-from flows.tasks import demo_inputs, outcome, publish_catalog, submit_products, with_retries
+from flows.tasks import (demo_inputs, outcome, publish_catalog, submit_products, with_retries,
+                         write_atlas)
 
 
 def _rebuild_tag() -> str:
@@ -24,7 +25,7 @@ def demo(store: str | None = None, grid: str | None = None, domain: str | None =
          years: str | None = None,
          rh_model: str | None = None, seed: int | None = None, chunk_mb: float | None = None,
          scheduler: str | None = None, n_workers: int | None = None, config: str | None = None,
-         full_rebuild: bool = False, retries: int = DEFAULT_RETRIES,
+         full_rebuild: bool = False, atlas: str | None = None, retries: int = DEFAULT_RETRIES,
          retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS) -> dict:
     """Run the demo. Settings left empty come from ``config`` (a YAML run configuration), then the
     CARBONSINK_* environment, then the defaults; S3 keys come from AWS_* in the environment only.
@@ -39,7 +40,9 @@ def demo(store: str | None = None, grid: str | None = None, domain: str | None =
                           f"local cluster of {cfg.cluster.n_workers} workers",
                           f", full rebuild ({rebuild})" if rebuild else "")
     run = demo_on_dask.with_options(task_runner=dask_task_runner(cfg))
-    return run(settings, rebuild=rebuild, retries=retries, retry_delay_seconds=retry_delay_seconds)
+    out = run(settings, rebuild=rebuild, retries=retries, retry_delay_seconds=retry_delay_seconds)
+    out["atlas"] = write_atlas(cfg, atlas)      # ``atlas``: a folder for the run's atlas, or none
+    return out
 
 
 @flow(name="carbonsink-demo-on-dask")

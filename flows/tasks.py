@@ -72,6 +72,19 @@ def publish_catalog(cfg, inputs: dict[str, Published], products: dict[str, Publi
     return url
 
 
+def write_atlas(cfg, out: str | None, prefix: str = "") -> str | None:
+    """The run's atlas (``carbonsink.report``) from what was just released, in the flow's own
+    process (the maps are drawn from coarsened fields; nothing full-resolution is gathered);
+    None when ``out`` is not set."""
+    if not out:
+        return None
+    from carbonsink.report import build_report
+
+    html = build_report(open_store(cfg), out, prefix=prefix)
+    get_run_logger().info("atlas: %s", html.resolve().as_uri())
+    return str(html)
+
+
 def submit_products(cfg, inputs, *, prefix: str = "", retries: int = DEFAULT_RETRIES,
                     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS) -> dict:
     """Submit one task per product, each as soon as what it is computed from is ready; ``inputs``:

@@ -42,8 +42,10 @@ def test_prefect_yaml_deployments_load_and_validate(prefect_home):
             crons[name] = s["cron"]
     assert crons == {"yearly-rebuild": "0 2 1 1 *", "monthly-update": "0 3 1 * *"}
     # every run flow takes the study area like the CLI's --domain
+    # and ends with the run's atlas when given a folder for it
     for entry in ("flows/demo.py:demo", "flows/compute.py:compute"):
-        assert "domain" in load_flow_from_entrypoint(str(ROOT / entry)).parameters.properties
+        assert {"domain", "atlas"} <= set(
+            load_flow_from_entrypoint(str(ROOT / entry)).parameters.properties)
     # the comparison of flux products is a flow too (a manifest, or the synthetic demo)
     params = load_flow_from_entrypoint(str(ROOT / "flows/compare.py:compare")).parameters
     assert {"manifest", "demo", "store", "prefix"} <= set(params.properties)

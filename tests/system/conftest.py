@@ -38,10 +38,13 @@ _AWS_ISOLATION = {
 
 
 def _clean_env() -> dict[str, str]:
-    """The current environment without any AWS_* or CARBONSINK_* variable (+ isolation)."""
+    """The current environment without any AWS_* or CARBONSINK_* variable (+ isolation), but
+    with CARBONSINK_NO_ATLAS as the test session set it (the atlas has its own tests)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "CARBONSINK_"))}
     env.update(_AWS_ISOLATION)
+    if "CARBONSINK_NO_ATLAS" in os.environ:
+        env["CARBONSINK_NO_ATLAS"] = os.environ["CARBONSINK_NO_ATLAS"]
     return env
 
 
