@@ -253,6 +253,8 @@ class IonicStrengthModel:
     basin_cv_r2: float = np.nan             # leave-basins-out (GroupKFold) R²: ungauged basins
     basin_cv_rmse: float = np.nan
     basin_cv_folds: int = 0
+    # out-of-fold predictions of the CV scheme above: basin_id, year, observed, predicted (mol L⁻¹)
+    cv_predictions: object = field(default=None, repr=False, compare=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """I [mol L⁻¹] for rows of predictors in :attr:`predictors` order (n, k)."""
@@ -388,7 +390,10 @@ def train_ionic_strength(table: pd.DataFrame, predictors: pd.DataFrame, n_splits
         n_rows=int(len(frame)), sklearn_version=sklearn.__version__, table_hash=table_hash(frame),
         n_splits=int(n_splits), seed=int(seed), rf_params=params, cv_r2_folds=tuple(fold_r2),
         target_range=(float(y.min()), float(y.max())), cv=cv, basin_cv_r2=basin_r2,
-        basin_cv_rmse=basin_rmse, basin_cv_folds=basin_folds if basin_folds >= 2 else 0)
+        basin_cv_rmse=basin_rmse, basin_cv_folds=basin_folds if basin_folds >= 2 else 0,
+        cv_predictions=pd.DataFrame({"basin_id": frame["basin_id"].to_numpy(),
+                                     "year": frame["year"].to_numpy(), "observed": y,
+                                     "predicted": oof}))
 
 
 # ================================================================================================

@@ -394,6 +394,8 @@ def run_karst(store: Store, cfg: RunConfig, inputs: xr.Dataset, regions: xr.Data
         if model is not None:
             out["ionic_strength_model.joblib"] = ml.model_bytes(model)
             out["ionic_strength_cv.csv"] = _csv(pd.DataFrame([model.to_attrs()]))
+            if model.cv_predictions is not None:     # observed vs out-of-fold predicted I
+                out["ionic_strength_cv_predictions.csv"] = _csv(model.cv_predictions)
         return out
     how = ("random-forest ionic strength" if ionic is not None
            else "ionic strength iterated as I = 3[Ca2+]eq (no river chemistry or basins)"

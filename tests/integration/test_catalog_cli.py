@@ -28,7 +28,7 @@ def test_demo_output_names_everything(demo_store):
                  "totals.csv", "China mean", "Southern karst (SK)", "(NK)", "(QK)", "products/karst:",
                  "10-fold CV R²", "CCS over carbonate rock", "ecosystem sink NEP + CCS",
                  "trends_nep: area increasing", "attribution_sink: dominant factor by area",
-                 "ionic_strength_model.joblib"):
+                 "ionic_strength_model.joblib", "ionic_strength_cv_predictions.csv"):
         assert text in out, text
 
 
@@ -145,3 +145,16 @@ def test_demo_products_are_consistent(demo_store):
     land = store.open("inputs", "synthetic").land_mask.values > 0
     assert set(np.unique(att.dominant_factor.values[land])) <= {1, 2, 3, 4}   # 6 years: all land
     assert (att.dominant_factor.values[~land] == 0).all()
+
+
+def test_cv_predictions_give_the_recorded_score(demo_store):
+    """The karst product carries the forest's out-of-fold predictions (for the atlas's observed vs
+    predicted plot); their pooled R² is the recorded CV R²."""
+    root, _ = demo_store
+    store = Store(str(root))
+    rec = store.record("products", "karst", store.latest("products", "karst"))
+    oof = pd.read_csv(root / rec["attachments"]["ionic_strength_cv_predictions.csv"])
+    assert list(oof.columns) == ["basin_id", "year", "observed", "predicted"]
+    r2 = 1 - ((oof.observed - oof.predicted) ** 2).sum() / (
+        (oof.observed - oof.observed.mean()) ** 2).sum()
+    assert r2 == pytest.approx(rec["ionic_strength_model"]["ionic_strength_cv_r2"], abs=1e-6)

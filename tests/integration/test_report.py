@@ -179,8 +179,12 @@ def test_random_forest_and_comparison_figures_show_the_published_scores(china):
     rf = _fig(manifest, "karst_random_forest")
     assert rf["importances"] == pytest.approx(
         {k: model[f"ionic_strength_importance_{k}"] for k in ("pr", "tas", "aet", "npp")})
-    assert rf["mode"] == "scores" and rf["r2"]["cv_r2"] == pytest.approx(
-        model["ionic_strength_cv_r2"])
+    # the karst product publishes the out-of-fold predictions: observed vs predicted is drawn,
+    # every basin-year the forest was scored on
+    assert rf["mode"] == "observed_vs_predicted"
+    oof = pd.read_csv(store / st.record("products", "karst")["attachments"][
+        "ionic_strength_cv_predictions.csv"])
+    assert rf["n_points"] == len(oof) == model["ionic_strength_n_training_rows"]
     rec = st.record("products", "compare_summary")
     metrics = pd.read_csv(store / rec["attachments"]["metrics.csv"])
     m = metrics[(metrics.region_set == "domain") & (metrics["product"] == "BEPS")].iloc[0]
