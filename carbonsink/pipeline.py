@@ -32,7 +32,7 @@ from .catalog import write_catalog
 from .config import ConfigError, RunConfig
 from .io.names import validate_prefix
 from .io.store import Published, Store, compute_default
-from .io.validate import (REQUIRED, check_value_stats, validate_inputs, value_stats)
+from .io.validate import (OPTIONAL, REQUIRED, check_value_stats, validate_inputs, value_stats)
 from .kernels.respiration import RH_MODELS
 from .products.attribution import compute_attribution
 from .products.climate import annual_drivers
@@ -204,7 +204,7 @@ def publish_canonical(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name:
     """Validate and publish canonical inputs alone (see :func:`publish_inputs`); ``version``: the id
     to publish under (default timestamped), ``extra``: more fields for the version record."""
     source = inputs.attrs.get("source")
-    variables = REQUIRED["all"]
+    variables = REQUIRED["all"] + tuple(v for v in OPTIONAL if v in inputs.data_vars)
     validate_inputs(inputs, variables, source=source, check_values=False)
     inputs = inputs.assign_attrs(run_config_hash=cfg.config_hash())
     check = (value_stats(inputs, variables),

@@ -81,6 +81,17 @@ _TABLE: dict[str, dict[str, tuple[float, float]]] = {
     "mg L-1": {"mg l-1": (1, 0), "mg/l": (1, 0), "g l-1": (1e3, 0), "ug l-1": (1e-3, 0),
                "µg l-1": (1e-3, 0), "μg l-1": (1e-3, 0)},
     "meq L-1": {"meq l-1": (1, 0), "meq/l": (1, 0), "ueq l-1": (1e-3, 0), "µeq l-1": (1e-3, 0)},
+    # carbon-sequestration services inputs (SCIENCE.md §7): densities, so that area-averaging
+    # regridding conserves totals (density × true cell area = persons, CNY per cell)
+    "km-2": {"km-2": (1, 0), "persons km-2": (1, 0), "person km-2": (1, 0), "people km-2": (1, 0),
+             "inhabitants km-2": (1, 0), "persons/km2": (1, 0), "ha-1": (100, 0),
+             "persons ha-1": (100, 0), "m-2": (1e6, 0), "persons m-2": (1e6, 0)},
+    "CNY km-2": {"cny km-2": (1, 0), "yuan km-2": (1, 0), "rmb km-2": (1, 0),
+                 "1e4 cny km-2": (1e4, 0), "10^4 cny km-2": (1e4, 0), "1e4 yuan km-2": (1e4, 0),
+                 "10^4 yuan km-2": (1e4, 0), "1e8 cny km-2": (1e8, 0), "cny ha-1": (100, 0),
+                 "cny m-2": (1e6, 0)},
+    "m s-1": {"m s-1": (1, 0), "m/s": (1, 0), "m s**-1": (1, 0), "km h-1": (1 / 3.6, 0),
+              "km/h": (1 / 3.6, 0), "knots": (0.514444, 0), "kt": (0.514444, 0)},
 }
 
 # Extra spellings met in real files (MODIS, ERA5-Land, CMFD, CHIRPS) for quantities above.

@@ -69,16 +69,35 @@ SCHEMA: dict[str, VarSpec] = {
     # model of the karst sink (SCIENCE.md §3); ids are stored exactly in float32 up to 2**24
     "basin": VarSpec("1", ("lat", "lon"), (0.0, 2.0 ** 24),
                      "river basin id (0: land in no basin)", kind="class"),
+    # optional: the carbon-sequestration services inputs (SCIENCE.md §7, README "Services").
+    # Land use is stored as float32 class codes (exact up to 2**24), NaN off land like every field.
+    "lulc": VarSpec("1", ("year", "lat", "lon"), (1.0, 999.0),
+                    "land use / land cover class (CNLUCC-style code: first digit = primary class)",
+                    "area_type", kind="class"),
+    "population": VarSpec("km-2", ("year", "lat", "lon"), (0.0, 2.0e5),
+                          "population density (persons km-2)"),
+    "gdp": VarSpec("CNY km-2", ("year", "lat", "lon"), (0.0, 1.0e12),
+                   "gross domestic product density (CNY km-2, current prices)"),
+    "elevation": VarSpec("m", ("lat", "lon"), (-500.0, 9000.0),
+                         "surface elevation above sea level", "surface_altitude"),
+    "uas": VarSpec("m s-1", ("time", "lat", "lon"), (-75.0, 75.0),
+                   "monthly mean eastward near-surface (10 m) wind", "eastward_wind"),
+    "vas": VarSpec("m s-1", ("time", "lat", "lon"), (-75.0, 75.0),
+                   "monthly mean northward near-surface (10 m) wind", "northward_wind"),
 }
 
+# The services inputs: all or none of them (a dataset with some is refused by the services).
+SERVICES = ("lulc", "population", "gdp", "elevation", "uas", "vas")
+
 # Schema variables a dataset may leave out (products that need them say so).
-OPTIONAL = ("basin",)
+OPTIONAL = ("basin",) + SERVICES
 
 # What each product needs from the schema.
 REQUIRED = {
     "nep": ("npp", "tas", "pr", "soc", "land_mask"),
     "nep_pei": ("npp", "tas", "pr", "land_mask"),
     "all": tuple(v for v in SCHEMA if v not in OPTIONAL),
+    "services": SERVICES,
 }
 
 
