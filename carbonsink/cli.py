@@ -311,7 +311,12 @@ def _report(result, cfg, t0: float):
             else:
                 click.echo(f"{pre}{name}: dominant factor by area: " + ", ".join(
                     f"{r.category} {r.share_pct:.1f}%" for r in nat.itertuples()))
-    click.echo(f"open with: intake.open_catalog({result.catalog!r})['{pre}nep'].to_dask()")
+        if name.startswith("services_"):
+            from .cli_services import summary_lines
+            for line in summary_lines(name, summary, pre):
+                click.echo(line)
+    first = "nep" if "nep" in result.tables else next(iter(result.tables), "nep")
+    click.echo(f"open with: intake.open_catalog({result.catalog!r})['{pre}{first}'].to_dask()")
 
 
 @main.command("catalog")
@@ -577,3 +582,4 @@ if __name__ == "__main__":
 # commands defined in their own modules register themselves on ``main``
 from . import cli_compare  # noqa: E402,F401
 from . import cli_report  # noqa: E402,F401
+from . import cli_services  # noqa: E402,F401

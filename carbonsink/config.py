@@ -83,6 +83,50 @@ class RegionFile(BaseModel):
         return os.path.abspath(os.path.expanduser(path)) + hash_ + layer
 
 
+class Valuation(BaseModel):
+    """InVEST's valuation of the change in storage (SCIENCE.md §7)."""
+    model_config = ConfigDict(extra="forbid")
+    price: float = Field(gt=0, description="price per t C")
+    discount_rate: float = Field(description="% a-1")
+    rate_change: float = Field(0.0, description="annual change of the price, % a-1")
+
+
+class ServicesConfig(BaseModel):
+    """The carbon-sequestration services (SCIENCE.md §7, README "Services")."""
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    # capacity of the balance: "sequestration" (NEP + CCS of the sink product, physically
+    # consistent), "storage" (the standing stock, as seed 003), "auto" = sequestration
+    capacity: Literal["auto", "sequestration", "storage"] = "auto"
+    # tables replacing the inputs' (or the package's) defaults: CSV paths, hashed by content
+    carbon_pools: str | None = None
+    lulc_classes: str | None = None
+    emission_factors: str | None = None
+    # land-use soil respiration, t C ha-1 a-1 by class code (primary codes cover their classes)
+    landuse_rates: dict[int, float] | None = None
+    valuation: Valuation | None = None
+    routing_resolution: float = Field(0.05, gt=0, le=1.0)
+    routing_regions: str = "province"
+    max_steps: int | None = Field(None, ge=0)
+    calm_wind: float = Field(0.0, ge=0)
+    # drivers: the years (default: the last of the run), strata of continuous factors
+    driver_years: list[int] | None = None
+    strata: int = Field(5, ge=2, le=20)
+    discretisation: Literal["quantile", "natural", "equal"] = "quantile"
+    min_stratum_size: int = Field(1, ge=1)
+
+    @field_validator("carbon_pools", "lulc_classes", "emission_factors")
+    @classmethod
+    def _exists(cls, v):
+        if v is not None and not os.path.exists(os.path.expanduser(v)):
+            raise ValueError(f"table {v!r} does not exist")
+        return None if v is None else os.path.abspath(os.path.expanduser(v))
+
+    def table_hashes(self) -> dict:
+        return {k: _file_sha256(getattr(self, k)) for k in
+                ("carbon_pools", "lulc_classes", "emission_factors") if getattr(self, k)}
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -110,6 +154,7 @@ class RunConfig(BaseModel):
     ionic_strength_min_r2: float = Field(0.3, le=1.0)
     ionic_strength_fallback: Literal["warn", "iterate"] = "warn"
     seed: int = 0
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     # secrets: from the environment only, excluded from dumps
@@ -200,6 +245,9 @@ class RunConfig(BaseModel):
     def config_hash(self, exclude=("cluster", "store", "storage_options")) -> str:
         """Hash of what determines the results (not where they go or what computes them)."""
         d = {k: v for k, v in self.public_dict().items() if k not in exclude}
+        # the services settings decide only the services products, whose content addresses
+        # carry them as parameters (with their tables' contents): NEP & co. keep their versions
+        d.pop("services", None)
         # polygon files count by content, not by path: an edited basin file gives new versions
         d["domain_fingerprint"] = self.domain_obj().fingerprint
         d["region_files"] = [_file_sha256(s.path.partition("#")[0]) for s in self.region_sets

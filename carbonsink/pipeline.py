@@ -535,13 +535,83 @@ class ProductStep:
     deps: tuple[str, ...]
     run: Callable[..., Published]
     product: str = ""
+    family: str = "core"
 
 
-def product_steps(cfg: RunConfig, rh_models=DEMO_RH_MODELS,
-                  prefix: str = "") -> dict[str, ProductStep]:
+def registered_step(store: Store, cfg: RunConfig, *refs: Published, spec, dep_names,
+                    name: str, progress: bool = False) -> Published:
+    """Any registered product (:mod:`carbonsink.products.registry`): reuse its content-addressed
+    version, or open its dependencies at exactly the given versions, compute it and publish it
+    with its tables — the one step every registered family shares."""
+    from .products.registry import Context
+
+    published = dict(zip(dep_names, refs))
+
+    def build(version, extra):
+        data = {d: open_published(store, p) for d, p in published.items()}
+        built = spec.compute(Context(cfg, data, published, store))
+        return store.publish(built.dataset, "products", name, compute=make_compute(progress),
+                             attachments=built.attach, version=version,
+                             record=_record(built.dataset, cfg, built.description,
+                                            family=spec.family, product=spec.product,
+                                            **built.facts, **extra))
+    return _step(store, cfg, "products", name, params=spec.params(cfg), inputs=published,
+                 build=build)
+
+
+def product_steps(cfg: RunConfig, rh_models=DEMO_RH_MODELS, prefix: str = "",
+                  inputs: Published | None = None,
+                  families: Iterable[str] | None = None) -> dict[str, ProductStep]:
     """The product graph in dependency order, keyed by published name: NEP with the configured Rh
     model (``nep``) and each other one (``nep_<model>``), karst, the sink, and trends and
-    attribution of NEP and the sink — each published as ``prefix + product``."""
+    attribution of NEP and the sink, then every registered product family
+    (:mod:`carbonsink.products.registry`) that applies to the inputs (``inputs``' record; None:
+    the synthetic demo inputs) — each published as ``prefix + product``. ``families``: only the
+    registered products of these families and what they are computed from."""
+    steps = _core_steps(cfg, rh_models, prefix)
+    steps.update(_registered_steps(cfg, prefix, inputs, steps))
+    if families is not None:
+        steps = _closure(steps, [n for n, s in steps.items() if s.family in set(families)])
+    return steps
+
+
+def _registered_steps(cfg, prefix, inputs, core) -> dict[str, ProductStep]:
+    from .products import registry
+
+    steps = dict(core)
+    record = None if inputs is None else inputs.record
+    for spec in registry.specs():
+        if not spec.applies(cfg, record):
+            continue
+        missing = [d for d in spec.deps if d not in ("inputs", "regions") and prefix + d not in steps]
+        optional = registry.optional_deps(spec, cfg)
+        if spec.product == "services_balance" and cfg.services.capacity == "sequestration" \
+                and prefix + "sink" not in steps:
+            raise ConfigError("services.capacity: sequestration needs the sink product")
+        if missing:
+            log.info("%s is not computed: it needs %s", spec.product, missing)
+            continue
+        deps = tuple(spec.deps) + tuple(d for d in optional if prefix + d in steps)
+        name = prefix + spec.product
+        steps[name] = ProductStep(
+            name, tuple(d if d in ("inputs", "regions") else prefix + d for d in deps),
+            functools.partial(registered_step, spec=spec, dep_names=deps, name=name),
+            spec.product, spec.family)
+    return {k: v for k, v in steps.items() if k not in core}
+
+
+def _closure(steps: dict[str, ProductStep], wanted) -> dict[str, ProductStep]:
+    keep, todo = set(), list(wanted)
+    while todo:
+        n = todo.pop()
+        if n in keep or n not in steps:
+            continue
+        keep.add(n)
+        todo.extend(steps[n].deps)
+    return {k: v for k, v in steps.items() if k in keep}
+
+
+def _core_steps(cfg: RunConfig, rh_models, prefix: str) -> dict[str, ProductStep]:
     steps: dict[str, ProductStep] = {}
 
     def add(product, deps, fn, **kw):
@@ -580,6 +650,11 @@ def publish_catalog(store: Store, published: Iterable[Published]) -> str:
     return urls[0]
 
 
+def _registered(product: str):
+    from .products import registry
+    return next((s for s in registry.specs() if s.product == product), None)
+
+
 def summarize(store: Store, published: dict[str, Published],
               prefix: str = "") -> tuple[dict, dict]:
     """Headline tables (period summaries, area tables) and facts of the products, read from their
@@ -597,6 +672,10 @@ def summarize(store: Store, published: dict[str, Published],
             tables[name] = _read_csv(store, p, "increase_decrease_areas.csv")
         elif name.startswith("attribution_"):
             tables[name] = _read_csv(store, p, "dominant_areas.csv")
+        spec = _registered(name)
+        if spec is not None and spec.summary:
+            t = _read_csv(store, p, spec.summary)
+            tables[name] = t[t["region_set"] == "domain"] if "region_set" in t else t
         if name == "karst" and "ionic_strength_model" in p.record:
             m = p.record["ionic_strength_model"]
             facts.update({k: m.get(f"ionic_strength_{k}") for k in (
@@ -606,18 +685,18 @@ def summarize(store: Store, published: dict[str, Published],
 
 # --- the demo ---------------------------------------------------------------------------------
 def run_demo(cfg: RunConfig, *, progress: bool = False, rh_models=DEMO_RH_MODELS,
-             rebuild: str = "") -> RunResult:
+             rebuild: str = "", families: Iterable[str] | None = None) -> RunResult:
     """The demo end to end on synthetic China: inputs → NEP (each Rh model) → karst → sink →
     trends and attribution of NEP and the sink → tables → catalog. Datasets whose content-addressed
     version is already complete are reused, not recomputed (``Published.reused``)."""
     store = Store(cfg.store, cfg.resolved_storage_options(), auto_release=False)
     p_inputs, p_regions = demo_inputs_step(store, cfg, rebuild=rebuild, progress=progress)
-    return _run_products(store, cfg, p_inputs, p_regions, rh_models, "", progress)
+    return _run_products(store, cfg, p_inputs, p_regions, rh_models, "", progress, families)
 
 
 def run_products(cfg: RunConfig, inputs: str, version: str = "latest", *,
                  prefix: str | None = None, progress: bool = False,
-                 rh_models=DEMO_RH_MODELS) -> RunResult:
+                 rh_models=DEMO_RH_MODELS, families: Iterable[str] | None = None) -> RunResult:
     """Every product from inputs already published in the store (e.g. by ``carbonsink ingest``):
     region masks with the inputs' river basins → NEP (each Rh model) → karst (random-forest ionic
     strength if the inputs carry river chemistry and basins, else iterated) → sink → trends and
@@ -626,15 +705,16 @@ def run_products(cfg: RunConfig, inputs: str, version: str = "latest", *,
     prefix = validate_prefix(default_prefix(inputs) if prefix is None else prefix)
     store = Store(cfg.store, cfg.resolved_storage_options(), auto_release=False)
     p_inputs, p_regions = published_inputs_step(store, cfg, inputs, version, progress=progress)
-    return _run_products(store, cfg, p_inputs, p_regions, rh_models, prefix, progress)
+    return _run_products(store, cfg, p_inputs, p_regions, rh_models, prefix, progress, families)
 
 
 def _run_products(store: Store, cfg: RunConfig, p_inputs: Published, p_regions: Published,
-                  rh_models, prefix: str, progress: bool) -> RunResult:
+                  rh_models, prefix: str, progress: bool,
+                  families: Iterable[str] | None = None) -> RunResult:
     result = RunResult(store=store.url, prefix=prefix)
     result.published.update({p_inputs.name: p_inputs, p_regions.name: p_regions})
     done = {"inputs": p_inputs, "regions": p_regions}
-    for name, step in product_steps(cfg, rh_models, prefix).items():
+    for name, step in product_steps(cfg, rh_models, prefix, p_inputs, families).items():
         done[name] = step.run(store, cfg, *(done[d] for d in step.deps), progress=progress)
         result.published[name] = done[name]
     result.tables, result.facts = summarize(store, result.published, prefix)

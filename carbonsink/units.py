@@ -70,7 +70,8 @@ _TABLE: dict[str, dict[str, tuple[float, float]]] = {
     # carbon density (soil organic carbon)
     "kg m-2": {"kg m-2": (1, 0), "kg c m-2": (1, 0), "kgc m-2": (1, 0),
                "g m-2": (1e-3, 0), "g c m-2": (1e-3, 0),
-               "t c ha-1": (0.1, 0), "mg c ha-1": (0.1, 0), "t ha-1": (0.1, 0)},
+               "t c ha-1": (0.1, 0), "mg c ha-1": (0.1, 0), "t ha-1": (0.1, 0),
+               "t c km-2": (1e-3, 0), "t km-2": (1e-3, 0)},
     # dimensionless
     "1": {"1": (1, 0), "": (1, 0), "fraction": (1, 0), "%": (0.01, 0), "percent": (0.01, 0)},
     # solute concentrations of river water (ion tables, SCIENCE.md §2-3). Mass and charge

@@ -57,7 +57,7 @@ def product(cfg, name: str, inputs: dict[str, Published],
             upstream: dict[str, Published], prefix: str = "") -> Published:
     """One product of :func:`carbonsink.pipeline.product_steps` (published as ``name``), from the
     given input and upstream product versions."""
-    step = pipeline.product_steps(cfg, prefix=prefix)[name]
+    step = pipeline.product_steps(cfg, prefix=prefix, inputs=inputs["inputs"])[name]
     refs = {**inputs, **upstream}
     with on_cluster():
         p = step.run(open_store(cfg), cfg, *(refs[d] for d in step.deps))
@@ -90,7 +90,10 @@ def submit_products(cfg, inputs, *, prefix: str = "", retries: int = DEFAULT_RET
     """Submit one task per product, each as soon as what it is computed from is ready; ``inputs``:
     {"inputs": ..., "regions": ...} or a future of it. Returns {published name: future}."""
     futures: dict = {}
-    for name, step in pipeline.product_steps(cfg, prefix=prefix).items():
+    # which registered families apply depends on the inputs' record (services variables...);
+    # a future of the demo's inputs is the synthetic set, which has everything
+    known = inputs.get("inputs") if isinstance(inputs, dict) else None
+    for name, step in pipeline.product_steps(cfg, prefix=prefix, inputs=known).items():
         t = product.with_options(name=step.product, task_run_name=name, retries=retries,
                                  retry_delay_seconds=retry_delay_seconds)
         futures[name] = t.submit(cfg, name, inputs,

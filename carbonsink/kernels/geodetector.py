@@ -53,6 +53,7 @@ __all__ = [
     "factor_from_partials",
     "interaction_detector",
     "interaction_matrix",
+    "interaction_type",
     "strata_partials",
 ]
 
@@ -182,6 +183,12 @@ def _interaction_type(q1, q2, q12, tol):
     if q12 < q1 + q2:
         return 2
     return 4
+
+
+def interaction_type(q1, q2, q12, tol: float = 1e-10) -> int:
+    """The interaction type code (0…4, :data:`INTERACTION_TYPES`; −1 if any q is NaN) of q1, q2
+    and q12 = q(X1 ∩ X2) — for q values computed elsewhere (e.g. from summed block partials)."""
+    return _interaction_type(q1, q2, q12, tol)
 
 
 def interaction_detector(y, strata1, strata2, *, min_stratum_size: int = 1,
