@@ -121,7 +121,9 @@ def coarse_sum(da_: xr.DataArray, fine: Grid, coarse: Grid, k: int) -> xr.DataAr
     """Σ over each coarse cell (NaN-skipping; all-NaN → NaN), lazily."""
     if k == 1:
         return da_
-    out = _pad_to(da_, fine, coarse).coarsen(lat=k, lon=k).sum(min_count=1)
+    padded = _pad_to(da_, fine, coarse)
+    out = padded.fillna(0.0).coarsen(lat=k, lon=k).sum()
+    out = out.where(padded.notnull().coarsen(lat=k, lon=k).sum() > 0)
     return out.assign_coords(lat=coarse.lat, lon=coarse.lon)
 
 
@@ -194,6 +196,8 @@ def route_years(balance: xr.Dataset, uas: xr.DataArray, vas: xr.DataArray, regio
                      "in_transit_t": r["in_transit"], "steps": r["steps"],
                      "mass_balance_residual_t": r["surplus_total"] - r["absorbed_total"]
                      - r["exported_total"] - r["unabsorbed_total"]})
+        if regions_coarse is None:
+            continue
         m, exp_o, un_o = r["flow_matrix"], r["exported_by_origin"], r["unabsorbed_by_origin"]
         for i, o in enumerate(labels):
             if r["surplus_by_origin"][i] <= 0:
