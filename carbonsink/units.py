@@ -133,6 +133,12 @@ def _key(units: str) -> str:
     return s
 
 
+# aliases as they arrive after normalisation ("10^4 CNY km-2" → "104 cny km-2"); an alias never
+# overrides another one
+for _alias, _unit in list(_ALIASES.items()):
+    _ALIASES.setdefault(_key(_alias), _unit)
+
+
 def lookup(units: str) -> _Unit:
     """The canonical unit and conversion of a declared unit string; raises UnitError if unknown."""
     if units is None:

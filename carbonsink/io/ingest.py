@@ -24,8 +24,10 @@
    table against the gridded basins (:mod:`carbonsink.io.plausibility`). A failure removes the
    staged copy: the store is byte-for-byte unchanged.
 6. **publish** atomically as ``inputs/<name>/<version>`` (version = timestamp + content hash) with the
-   provenance in the attrs and the version record, the river chemistry table as
-   ``river_chemistry.csv``, then the catalog is regenerated.
+   provenance in the attrs and the version record, the tables in canonical columns and units as
+   ``river_chemistry.csv``, ``province_statistics.csv``, ``emission_factors.csv``,
+   ``lulc_classes.csv`` and ``carbon_pools.csv`` (read and checked in step 2, before anything is
+   written), then the catalog is regenerated.
 
 Incremental append — design
 ---------------------------
@@ -80,7 +82,8 @@ CNMAPS_LAND = "cnmaps provinces of China"
 from . import plausibility as pl
 from . import readers as rd
 from . import regrid as rg
-from .manifest import MONTHLY, Manifest, UnitPlan, _template_fields, load_manifest, unit_plan
+from .manifest import (MONTHLY, SERVICES_TABLES, Manifest, UnitPlan, _template_fields,
+                       load_manifest, unit_plan)
 from .names import validate_name
 from .rawread import read_window
 from .store import (ZARR_FORMAT, Published, Store, StoreError, _prepare_for_zarr,
@@ -169,6 +172,11 @@ class VarPlan:
     resampling: str = "average"
     polygons: object = None              # GeoDataFrame for lithology polygons
     fingerprints: dict = field(default_factory=dict)   # path → Fingerprint
+    # years_available: the year whose map each year takes (None: every year has its own), the
+    # distinct source steps the runs read (in order) and, per step, its index among them
+    held: list[int] | None = None
+    src_steps: list[tuple] | None = None
+    take: list[int] | None = None
 
     @property
     def files(self) -> list[str]:
@@ -317,7 +325,9 @@ def _plan_variable(m: Manifest, var: str, grid: Grid, land: np.ndarray) -> VarPl
     fields = _template_fields(spec.source)
     monthly_bands = (spec.format == "geotiff" and spec.temporal in MONTHLY
                      and "month" not in fields)
-    entries = _expand(m, var, m.year_list)
+    # years_available: only the years with their own map are looked for; the others take one
+    src_of = m.source_years(var) if spec.years_available else None
+    entries = _expand(m, var, sorted(set(src_of.values())) if src_of else m.year_list)
     opened: dict[str, int] = {}
     for path, _, _ in entries:
         if path not in opened:
@@ -344,21 +354,32 @@ def _plan_variable(m: Manifest, var: str, grid: Grid, land: np.ndarray) -> VarPl
                                  "time coordinate")
             where[key] = (ri, idx)
     required = _required_steps(spec.temporal, m.year_list)
-    missing = [k for k in required if k not in where]
+    # the steps read: every required one, or (years_available) each available year used once
+    read = sorted({(src_of[y], None) for y, _ in required}) if src_of else required
+    missing = [k for k in read if k not in where]
     if missing:
         what = "months" if spec.temporal in MONTHLY else "years"
         listed = ", ".join(_when(k) for k in missing[:6]) + (" ..." if len(missing) > 6 else "")
+        held = (f" (years_available {spec.years_available}: the years "
+                f"{[y for y, _ in required]} take their maps from {[y for y, _ in read]})"
+                if src_of else "")
         raise InputError(var, pattern, f"missing {what} {listed} ({len(missing)} of "
-                                       f"{len(required)}): no source holds them")
+                                       f"{len(read)}): no source holds them{held}")
     plan.steps = required
     # runs of consecutive steps from one file, in step order
-    for key in required:
+    for key in read:
         ri, idx = where[key]
         if plan.runs and plan.runs[-1].raster == ri:
             plan.runs[-1].indices.append(idx)
         else:
             plan.runs.append(_Run(ri, [idx]))
-        plan.step_files.append(plan.rasters[ri].path)
+    for y, mo in required:
+        plan.step_files.append(plan.rasters[where[(src_of[y], None) if src_of else (y, mo)][0]]
+                               .path)
+    if src_of:
+        plan.held = [src_of[y] for y, _ in required]
+        plan.src_steps = read
+        plan.take = [read.index((src_of[y], None)) for y, _ in required]
     used = sorted({r.raster for r in plan.runs})
     plan.rasters = [plan.rasters[i] for i in used]
     remap = {old: new for new, old in enumerate(used)}
@@ -468,10 +489,14 @@ def _fingerprints(m: Manifest, plans: dict[str, VarPlan], table_paths: list[str]
 
 
 def _read_tables(m: Manifest) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Every table of the manifest read, converted to its canonical columns and units and checked
+    (name → (path, canonical table)); an InputError names the table before anything is written."""
     from ..ml import IonTableError, validate_ion_table
 
     out = {}
     for name, spec in m.tables.items():
+        if name != "river_chemistry":
+            continue
         path = m.resolve(spec.source)
         table = rd.read_ion_table(path, columns=spec.columns, units=spec.units, sep=spec.sep,
                                   storage_options=m.storage_options)
@@ -480,6 +505,90 @@ def _read_tables(m: Manifest) -> dict[str, tuple[str, pd.DataFrame]]:
         except IonTableError as e:
             raise InputError(name, path, "; ".join(e.problems)) from None
         out[name] = (path, table)
+    out.update(_read_services_tables(m))
+    return out
+
+
+def _read_csv_table(m: Manifest, name: str, path: str, sep: str) -> pd.DataFrame:
+    what = f"table {name}"
+    try:
+        if "://" in path and not path.startswith("file://"):
+            fs, p = rd._fs(path, m.storage_options)
+            with fs.open(p, "rb") as f:
+                return pd.read_csv(f, sep=sep)
+        return pd.read_csv(path.removeprefix("file://"), sep=sep)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise InputError(None, path, f"{what}: cannot be read as CSV: {e}") from None
+
+
+def _services_frame(m: Manifest, name: str, spec, path: str) -> pd.DataFrame:
+    """A services table with its mapped columns renamed to the canonical names (other columns
+    kept: the carbon pool table keeps e.g. ``LULC_name``)."""
+    raw = _read_csv_table(m, name, path, spec.sep)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    absent = [f"{canon} (column {src!r})" for canon, src in spec.columns.items()
+              if src not in raw.columns]
+    if absent:
+        raise InputError(None, path, f"table {name}: the manifest maps columns the file does not "
+                                     f"have: {', '.join(absent)}; the file has "
+                                     f"{list(raw.columns)}")
+    rename = {src: canon for canon, src in spec.columns.items()}
+    clash = [c for c in raw.columns if c in spec.columns and c not in rename]
+    raw = raw.drop(columns=clash).rename(columns=rename)
+    return raw
+
+
+def _scaled(df: pd.DataFrame, column: str, factor: float) -> None:
+    if factor != 1.0 and column in df.columns:
+        # text cells become NaN here and are reported by the table's own check (not finite)
+        df[column] = pd.to_numeric(df[column], errors="coerce") * factor
+
+
+def _read_services_tables(m: Manifest) -> dict[str, tuple[str, pd.DataFrame]]:
+    """The services tables (:mod:`carbonsink.io.services_tables`): columns renamed, units
+    converted (pool densities to t C ha-1, yearbook 10^4 / 10^8 multipliers), then checked by the
+    table's own reader — missing columns, negative or non-numeric values, unknown provinces,
+    duplicated rows, missing years — naming the manifest entry and the file."""
+    from . import services_tables as st
+    from .manifest import POOL_UNITS
+
+    out = {}
+    if not any(k in m.tables for k in SERVICES_TABLES):
+        return out
+
+    def label(name, path):
+        return f"{name} table {path} (manifest tables.{name})"
+
+    if "emission_factors" in m.tables:
+        spec = m.tables["emission_factors"]
+        path = m.resolve(spec.source)
+        out["emission_factors"] = (path, st.read_emission_factors(
+            _services_frame(m, "emission_factors", spec, path), table=label("emission_factors",
+                                                                            path)))
+        fuels = out["emission_factors"][1]["fuel"].tolist()
+    else:
+        fuels = st.read_emission_factors()["fuel"].tolist()
+    if "lulc_classes" in m.tables:
+        spec = m.tables["lulc_classes"]
+        path = m.resolve(spec.source)
+        out["lulc_classes"] = (path, st.read_classes(
+            _services_frame(m, "lulc_classes", spec, path), table=label("lulc_classes", path)))
+    if "carbon_pools" in m.tables:
+        spec = m.tables["carbon_pools"]
+        path = m.resolve(spec.source)
+        df = _services_frame(m, "carbon_pools", spec, path)
+        factor, _ = u.conversion(spec.units, POOL_UNITS)
+        for c in st.POOL_COLUMNS:
+            _scaled(df, c, factor)
+        out["carbon_pools"] = (path, st.read_pools(df, table=label("carbon_pools", path)))
+    if "province_statistics" in m.tables:
+        spec = m.tables["province_statistics"]
+        path = m.resolve(spec.source)
+        df = _services_frame(m, "province_statistics", spec, path)
+        for c in st.STAT_COLUMNS + tuple(f"energy_{f}" for f in fuels):
+            _scaled(df, c, spec.multiplier(c))
+        out["province_statistics"] = (path, st.read_province_statistics(
+            df, fuels, years=m.year_list, table=label("province_statistics", path)))
     return out
 
 
@@ -566,6 +675,14 @@ def _regridded_source(plan: VarPlan, grid: Grid, tile: dict, first_step: int,
     """Steps ``first_step``.. of a raster variable, decoded, in canonical units, on ``grid``
     (float32, or float64 for monthly sums, before land masking); (steps, nlat, nlon)."""
     n_steps = len(plan.steps) - first_step if n_steps is None else n_steps
+    take = None
+    steps = plan.steps[first_step:first_step + n_steps]
+    if plan.take is not None:
+        # years_available: each map read and regridded once, then repeated for the years it holds
+        want = np.asarray(plan.take[first_step:first_step + n_steps])
+        first_step, n_steps = int(want.min()), int(want.max()) + 1 - int(want.min())
+        take = want - first_step
+        steps = plan.src_steps[first_step:first_step + n_steps]
     arrays, stats = _source_steps(plan, slice(first_step, first_step + n_steps))
     if raw_stats is not None:
         raw_stats.update(stats)
@@ -577,7 +694,7 @@ def _regridded_source(plan: VarPlan, grid: Grid, tile: dict, first_step: int,
         classes = np.array([float(c) for c in spec.carbonate_classes])
         values = da.where(da.isnan(values), np.nan, da.isin(values, classes).astype("f8"))
     else:
-        factors = plan.unit.step_factors(plan.steps[first_step:first_step + n_steps])
+        factors = plan.unit.step_factors(steps)
         if not plan.unit.aggregate_months:
             factors = factors * plan.unit.factor
         if np.any(factors != 1.0):
@@ -588,6 +705,8 @@ def _regridded_source(plan: VarPlan, grid: Grid, tile: dict, first_step: int,
     r0, _, c0, _ = plan.window
     transform = r.transform * Affine.translation(c0, r0)
     out = rg.regrid(values, transform, r.crs, grid, tile, plan.resampling)
+    if take is not None:
+        out = out[take]
     if plan.unit is not None and plan.unit.aggregate_months:
         # each time chunk is one year of 12 months: sum chunk by chunk (a dask reshape would
         # rechunk to whole-grid chunks and hold every month in memory)
@@ -669,7 +788,8 @@ def _coords(grid: Grid, years) -> dict:
 
 
 _CELL_METHODS = {"tas": "time: mean", "pr": "time: sum", "npp": "year: sum", "rsds": "year: sum",
-                 "aet": "year: sum"}
+                 "aet": "year: sum", "uas": "time: mean", "vas": "time: mean",
+                 "lulc": "area: mode"}
 
 
 def _var_attrs(var: str, plan: VarPlan | None, land_info: dict, grid: Grid) -> dict:
@@ -716,6 +836,12 @@ def _var_attrs(var: str, plan: VarPlan | None, land_info: dict, grid: Grid) -> d
         "resampling_method": rg.describe(plan.resampling, r.transform, r.crs, grid),
     })
     attrs.update(pl.variable_attrs(var, s))
+    if plan.held is not None:
+        attrs["years_available"] = list(s.years_available)
+        attrs["source_year"] = list(plan.held)
+        attrs["source_year_note"] = (
+            "source_year[i]: the year of the map used for year[i] — the latest of years_available "
+            "not after it (the first available year for years before all of them)")
     if s.fill_on_land is not None:
         attrs["fill_on_land"] = s.fill_on_land
         attrs["fill_on_land_note"] = (
@@ -847,7 +973,9 @@ def _step_label(plan: VarPlan | None, var: str, i: int,
         year = plan.steps[12 * i][0]
         more = f" (and {len(files) - 1} more files)" if len(files) > 1 else ""
         return files[0] + more, f" in {year}"
-    return plan.step_files[i], f" in {_when(plan.steps[i])}"
+    held = (f" (the {plan.held[i]} map, years_available)" if plan.held is not None
+            and plan.held[i] != plan.steps[i][0] else "")
+    return plan.step_files[i], f" in {_when(plan.steps[i])}{held}"
 
 
 def _unit_hint(var: str, plan: VarPlan | None, lo: float, hi: float) -> str:
@@ -926,9 +1054,9 @@ class _NoReuse(Exception):
     """The previous version's chunks cannot be reused (encoding differs): rewrite everything."""
 
 
-def _csv(table: pd.DataFrame) -> bytes:
+def _csv(table: pd.DataFrame, float_format: str = "%.6g") -> bytes:
     buf = io.StringIO()
-    table.to_csv(buf, index=False, float_format="%.6g")
+    table.to_csv(buf, index=False, float_format=float_format)
     return buf.getvalue().encode()
 
 
@@ -1079,6 +1207,7 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
     plans = {var: _plan_variable(m, var, grid, land) for var in SCHEMA
              if var != "land_mask" and var in m.variables}
     tables = _read_tables(m)
+    river = {k: v for k, v in tables.items() if k == "river_chemistry"}
     all_plans = dict(plans, **({"land_mask": land_plan} if land_plan else {}))
     fps = _fingerprints(m, all_plans, [p for p, _ in tables.values()])
     content = _content(m, plans, fps, land_info, tables)
@@ -1103,8 +1232,8 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
         enc = prev_ds["soc"].encoding.get("chunks")
         if enc:
             tile = {"lat": int(enc[0]), "lon": int(enc[1])}
-        if tables and "basin" in plans and "basin" in prev_ds:   # a table may come with years
-            pl.check_river_basins(tables, dask.compute(pl.basin_ids(prev_ds))[0],
+        if river and "basin" in plans and "basin" in prev_ds:    # a table may come with years
+            pl.check_river_basins(river, dask.compute(pl.basin_ids(prev_ds))[0],
                                   plans["basin"].pattern)
     version = new_version(content_hash)
     attrs = _dataset_attrs(m, grid, content_hash, mode)
@@ -1126,7 +1255,10 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
                    "land_mask": land_info, "previous_version": prev,
                    "new_years": list(new_years), "source_bytes": source_bytes},
     }
-    attachments = {"river_chemistry.csv": _csv(t) for _, (_, t) in tables.items()}
+    # the tables in canonical columns and units: river_chemistry.csv, province_statistics.csv,
+    # emission_factors.csv, lulc_classes.csv, carbon_pools.csv
+    attachments = {f"{k}.csv": _csv(t) if k == "river_chemistry" else _csv(t, "%.12g")
+                   for k, (_, t) in tables.items()}
     compute = compute or (lambda *c: compute_default(*c, progress=progress))
     variables = list(REQUIRED["all"]) + [v for v in OPTIONAL if v in plans]
     source = attrs["source"]
@@ -1134,14 +1266,14 @@ def ingest(manifest, store: Store | str, *, name: str | None = None, dry_run: bo
 
     def stats_and_check(ds, checked, raw_stats, fill_counts, year_offset):
         stats = {"raw": raw_stats, "steps": _step_stats(ds, checked), "filled": fill_counts,
-                 "land": pl.land_stats(ds, checked), "basins": pl.basin_ids(ds) if tables else None}
+                 "land": pl.land_stats(ds, checked), "basins": pl.basin_ids(ds) if river else None}
 
         def check(computed):
             with np.errstate(invalid="ignore"):
                 _check(ds, plans, checked, computed, source, record["ingest"], year_offset)
                 pl.check_plausibility(plans, checked, computed["land"], record["ingest"])
                 if "basin" in plans:
-                    pl.check_river_basins(tables, computed["basins"], plans["basin"].pattern)
+                    pl.check_river_basins(river, computed["basins"], plans["basin"].pattern)
         return stats, check
 
     published = None

@@ -34,12 +34,23 @@ read. It names, per canonical variable of the input schema (README "Input schema
     state such as temperature, or a monthly mean rate such as kg m-2 s-1 or W m-2),
     ``monthly_accumulation`` (an amount per month, e.g. CHIRPS mm), ``daily_mean_flux`` (the mean
     daily amount of the month, e.g. ERA5-Land monthly means of accumulated ``tp`` in m or ``ssrd`` in
-    J m-2 — multiplied by the days of the month). Monthly sources of annual variables (``rsds``,
-    ``aet``, ``npp``) are summed over the 12 months of each year. See :func:`unit_plan`.
+    J m-2 — multiplied by the days of the month), ``annual`` (a state per year: the land-use map,
+    the population or GDP density of that year — converted as is, never multiplied by a duration).
+    Monthly sources of annual variables (``rsds``, ``aet``, ``npp``) are summed over the 12 months of
+    each year. A state whose canonical unit is itself a rate (wind, m s-1) converts directly (km h-1,
+    knots). See :func:`unit_plan`.
+``years_available``
+    for ``annual`` maps published every few years (CNLUCC land use: 2000, 2005, 2010, 2015, 2020):
+    the years that have their own file (``{year}`` is expanded for them only). Every other year
+    takes the map of the latest earlier available year (years before the first one take the first
+    one); the published variable's ``source_year`` attribute lists the map year of each year, and the
+    version record the years each file serves. Without it a missing year is an error.
 ``resampling``
-    ``auto`` (default: ``average`` — area averaging — when the source is as fine or finer than the
-    grid, ``bilinear`` when it is coarser), ``average``, ``bilinear``, ``cubic``, ``nearest``,
-    ``mode`` (classes and masks). See :mod:`carbonsink.io.regrid`.
+    ``auto`` (default: ``mode`` for classes — ``basin``, ``lulc`` — and masks; otherwise ``average``
+    — area averaging — when the source is as fine or finer than the grid, ``bilinear`` when it is
+    coarser), ``average``, ``bilinear``, ``cubic``, ``nearest``, ``mode`` (classes and masks: the
+    class covering most of the cell, codes kept exactly; class variables allow only ``mode`` and
+    ``nearest``). See :mod:`carbonsink.io.regrid`.
 ``fill_on_land``
     optional value for land cells the source leaves empty (e.g. MODIS NPP over barren land → 0), or
     ``nearest``: the value of the nearest cell with data within 8 cells (coastlines and islands a
@@ -68,6 +79,43 @@ sink iterates I = 3[Ca] per pixel.
 and the seven major ions; ``units`` mmol L-1, µmol L-1, mg L-1 or meq L-1), attached to the published
 inputs as ``river_chemistry.csv``.
 
+The carbon-sequestration services (SCIENCE.md §7) need six more variables, all or none of them (a
+manifest naming some is refused, naming the missing ones); none has a plausibility band:
+
+* ``lulc`` land-use class codes (CNLUCC: 11 … 67, first digit = primary class), ``annual`` with
+  ``years_available``; regridded by ``mode`` (codes kept exactly); ``nodata`` (e.g. 0, 255) is
+  honoured, and a land cell without a class is a hole (an error unless ``fill_on_land``);
+* ``population`` and ``gdp``: densities (persons km-2, persons ha-1; CNY km-2, 1e4 CNY km-2),
+  ``annual``, area-averaged (``auto``) so that density × cell area keeps the totals — counts per pixel
+  (LandScan, WorldPop ``ppp``) must be turned into densities first;
+* ``elevation`` (m, ``static``);
+* ``uas`` / ``vas``: ``monthly_mean`` 10 m wind components (m s-1, km h-1, knots; ERA5-Land
+  ``u10``/``v10`` monthly means). The services take the prevailing wind sector from these monthly
+  means; daily or hourly wind is not read.
+
+Their tables (:mod:`carbonsink.io.services_tables`) are optional, each ``{source, columns: {canonical:
+column in the file}, sep}``; each is converted to canonical columns and units, checked (missing
+columns, negative or non-numeric numbers, unknown provinces, duplicated rows, missing years: an error
+naming the table and the file before anything is written) and attached to the published inputs:
+
+``tables.province_statistics`` → ``province_statistics.csv``
+    ``year, province, population, pigs, large_livestock, wood, cement`` and ``energy_<fuel>`` for each
+    fuel of the emission-factor table (the manifest's, else the package default: coal, oil,
+    natural_gas, other); a row per province and year of ``years``; provinces in English or Chinese.
+    ``units: {column: units}`` gives yearbook units — ``persons`` / ``head`` / ``t`` / ``tce`` with an
+    optional ``10^4``, ``1e4``, ``10^8`` or ``1e8`` prefix (``energy`` applies to every ``energy_<fuel>``
+    column) — multiplied out to persons, head, t and tce.
+``tables.emission_factors`` → ``emission_factors.csv``
+    ``fuel, factor`` (t C tce-1; an optional ``units`` column must say so) and ``source``.
+``tables.lulc_classes`` → ``lulc_classes.csv``
+    ``code, name, primary`` of each land-use code (default: the CNLUCC classes).
+``tables.carbon_pools`` → ``carbon_pools.csv``
+    InVEST's ``lucode, c_above, c_below, c_soil, c_dead`` (other columns kept); ``units`` of the pools
+    (default t C ha-1; kg C m-2, g C m-2 converted).
+
+Without them the products use the package defaults for classes, pools and factors; the province
+statistics have no default.
+
 Top level: ``name`` (published as ``inputs/<name>``, default ``observed``), ``grid`` (a resolution
 dividing 1° or a preset), ``domain`` (the study area, :mod:`carbonsink.domains`: ``china`` by
 default, a province, ``three-river-headwaters``, ``bbox:W,S,E,N`` or a polygon file relative to the
@@ -76,7 +124,8 @@ manifest; only the domain's box is read and its clip is the land mask),
 mtime for very large local archives; object stores use their ETag), ``chunk_mb``, ``title`` and
 ``storage_options`` (non-secret fsspec options for ``s3://`` sources; keys come from the environment).
 The example for the real layouts (MODIS MOD17A3HGF, ERA5-Land, CMFD, CHIRPS, MOD16A3, SOC, GLiM, river
-chemistry) is ``catalogs/ingest-china-example.yaml``.
+chemistry, and — commented — the services inputs: CNLUCC, WorldPop, the RESDC GDP grid, SRTM, ERA5-Land
+wind, yearbook statistics) is ``catalogs/ingest-china-example.yaml``.
 
 Hashes: :meth:`Manifest.sha256` is the hash of the whole validated manifest (recorded as provenance);
 :meth:`Manifest.variable_hash` hashes what determines a variable's values *except* the source location
@@ -90,7 +139,7 @@ import os
 import re
 import string
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import yaml
@@ -98,12 +147,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .. import units as u
 from ..grid import get_grid
-from .validate import OPTIONAL, SCHEMA, InputError
+from .services_tables import POOL_COLUMNS, STAT_COLUMNS, STAT_UNITS
+from .validate import OPTIONAL, SCHEMA, SERVICES, InputError
 
 FORMAT_VERSION = 1
 
-TEMPORAL = ("static", "annual_total", "annual_mean", "monthly_mean", "monthly_accumulation",
-            "daily_mean_flux")
+TEMPORAL = ("static", "annual_total", "annual_mean", "annual", "monthly_mean",
+            "monthly_accumulation", "daily_mean_flux")
 MONTHLY = ("monthly_mean", "monthly_accumulation", "daily_mean_flux")
 ANNUAL = ("annual_total", "annual_mean")
 RESAMPLING = ("auto", "average", "bilinear", "cubic", "nearest", "mode")
@@ -122,15 +172,31 @@ ALLOWED_TEMPORAL = {
     "tas": ("monthly_mean",), "pr": MONTHLY,
     "soc": ("static",), "carbonate_fraction": ("static",), "land_mask": ("static",),
     "basin": ("static",),
+    # the carbon-sequestration services: a state per year (a land-use map, a density of that
+    # year: never multiplied by any duration), a static elevation, monthly mean wind components
+    "lulc": ("annual",), "population": ("annual",), "gdp": ("annual",),
+    "elevation": ("static",), "uas": ("monthly_mean",), "vas": ("monthly_mean",),
 }
 DEFAULT_TEMPORAL = {"npp": "annual_total", "rsds": "annual_total", "aet": "annual_total",
                     "tas": "monthly_mean", "pr": "monthly_accumulation", "soc": "static",
-                    "carbonate_fraction": "static", "land_mask": "static", "basin": "static"}
+                    "carbonate_fraction": "static", "land_mask": "static", "basin": "static",
+                    "lulc": "annual", "population": "annual", "gdp": "annual",
+                    "elevation": "static", "uas": "monthly_mean", "vas": "monthly_mean"}
 
 # variables with a plausibility check of their land mean (carbonsink.io.plausibility.BANDS)
 _PLAUSIBILITY_CHECKED = ("pr", "tas", "npp", "aet", "rsds", "soc")
 
 ION_TABLE_COLUMNS = ("basin_id", "year", "ca", "mg", "na", "k", "hco3", "so4", "cl")
+
+# the services tables (carbonsink.io.services_tables): canonical columns a manifest may map
+POOL_TABLE_COLUMNS = ("lucode",) + POOL_COLUMNS
+CLASS_TABLE_COLUMNS = ("code", "name", "primary")
+FACTOR_TABLE_COLUMNS = ("fuel", "factor", "units", "source")
+STAT_TABLE_COLUMNS = ("year", "province") + STAT_COLUMNS   # + energy_<fuel> per fuel
+POOL_UNITS = "t C ha-1"
+# yearbook multipliers of the province statistics: "10^4 persons" = 10 000 persons
+STAT_MULTIPLIERS = {"": 1.0, "10^4": 1e4, "1e4": 1e4, "10^8": 1e8, "1e8": 1e8}
+_STAT_UNIT = re.compile(r"^(?:(10\^4|1e4|10\^8|1e8)\s*)?([a-z]+)$")
 
 
 class ManifestError(InputError):
@@ -162,6 +228,22 @@ class VariableSource(BaseModel):
     supersample: int = Field(10, ge=1, le=50)
     plausibility: Literal["check", "skip"] = "check"
     plausible_range: tuple[float, float] | None = None
+    years_available: list[int] | None = Field(
+        None, description="years with their own map (CNLUCC: every 5 years); a year without one "
+                          "takes the latest earlier one (the first one before it)")
+
+    @field_validator("years_available")
+    @classmethod
+    def _available(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("years_available is empty")
+        if len(set(v)) != len(v):
+            raise ValueError(f"years_available {v} lists a year twice")
+        if not all(1800 <= y <= 2200 for y in v):
+            raise ValueError(f"years_available {v} are not calendar years")
+        return sorted(v)
 
     @field_validator("nodata", mode="before")
     @classmethod
@@ -242,6 +324,117 @@ class TableSource(BaseModel):
         return v
 
 
+class ServicesTableSource(BaseModel):
+    """A CSV table of the carbon-sequestration services (:mod:`carbonsink.io.services_tables`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    CANONICAL: ClassVar[tuple[str, ...]] = ()
+
+    source: str
+    format: Literal["csv"] = "csv"
+    columns: dict[str, str] = Field(default_factory=dict,
+                                    description="canonical column → column in the file")
+    sep: str = ","
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v):
+        bad = sorted(c for c in v if not cls._canonical_column(c))
+        if bad:
+            raise ValueError(f"unknown canonical columns {bad}; use {list(cls.CANONICAL)}")
+        sources = list(v.values())
+        twice = sorted({c for c in sources if sources.count(c) > 1})
+        if twice:
+            raise ValueError(f"file columns {twice} are mapped to two canonical columns")
+        return v
+
+    @classmethod
+    def _canonical_column(cls, c: str) -> bool:
+        return c in cls.CANONICAL
+
+
+class PoolTableSource(ServicesTableSource):
+    """InVEST's carbon pool table: ``lucode`` and the four pools (other columns are kept)."""
+
+    CANONICAL: ClassVar[tuple[str, ...]] = POOL_TABLE_COLUMNS
+    units: str = Field(POOL_UNITS, description="carbon density of the pools (t C ha-1, kg C m-2,"
+                                               " g C m-2, Mg C ha-1)")
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v):
+        try:
+            u.conversion(v, POOL_UNITS)
+        except u.UnitError as e:
+            raise ValueError(f"pool densities must be a carbon mass per area convertible to "
+                             f"{POOL_UNITS!r}: {e}") from None
+        return v
+
+
+class ClassTableSource(ServicesTableSource):
+    """The land-use class table: ``code, name, primary``."""
+
+    CANONICAL: ClassVar[tuple[str, ...]] = CLASS_TABLE_COLUMNS
+
+
+class FactorTableSource(ServicesTableSource):
+    """The emission-factor table: ``fuel, factor, units, source`` (t C tce-1)."""
+
+    CANONICAL: ClassVar[tuple[str, ...]] = FACTOR_TABLE_COLUMNS
+
+
+class StatisticsTableSource(ServicesTableSource):
+    """Province statistics (yearbooks): ``year, province``, the statistics and ``energy_<fuel>``."""
+
+    CANONICAL: ClassVar[tuple[str, ...]] = STAT_TABLE_COLUMNS + ("energy_<fuel>",)
+    units: dict[str, str] = Field(
+        default_factory=dict, description="column (or `energy` for every energy_<fuel>) → "
+                                          "units as the yearbook gives them, e.g. '10^4 persons'")
+
+    @classmethod
+    def _canonical_column(cls, c: str) -> bool:
+        return c in STAT_TABLE_COLUMNS or bool(re.fullmatch(r"energy_[a-z0-9_]+", c))
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v):
+        for column, units in v.items():
+            statistic_multiplier(column, units)     # raises ValueError naming the problem
+        return v
+
+    def multiplier(self, column: str) -> float:
+        """The factor turning ``column``'s numbers into canonical units (persons, head, t, tce)."""
+        units = self.units.get(column)
+        if units is None and column.startswith("energy_"):
+            units = self.units.get("energy")
+        return 1.0 if units is None else statistic_multiplier(column, units)
+
+
+def statistic_multiplier(column: str, units: str) -> float:
+    """10 000 for ('population', '10^4 persons'); ValueError for units that are not the column's
+    canonical unit (persons, head, t, tce) with an optional 10^4 / 1e4 / 10^8 / 1e8 prefix."""
+    base = "energy" if column.startswith("energy") else column
+    canon = STAT_UNITS.get(base)
+    if canon is None:
+        raise ValueError(f"units for unknown column {column!r}; the statistics are "
+                         f"{list(STAT_UNITS)} (energy: every energy_<fuel> column)")
+    hit = _STAT_UNIT.match(re.sub(r"\s+", " ", str(units).strip().lower()))
+    words = {"persons": "persons", "person": "persons", "people": "persons", "head": "head",
+             "heads": "head", "t": "t", "tonnes": "t", "tons": "t", "tce": "tce"}
+    if not hit or words.get(hit.group(2)) != canon:
+        raise ValueError(f"units {units!r} of {column!r}: use {canon!r}, optionally with a "
+                         f"yearbook multiplier ('10^4 {canon}', '1e4 {canon}', '10^8 {canon}')")
+    return STAT_MULTIPLIERS[hit.group(1) or ""]
+
+
+# the tables a manifest may name, and their models
+TABLE_MODELS: dict[str, type[BaseModel]] = {
+    "river_chemistry": TableSource, "province_statistics": StatisticsTableSource,
+    "emission_factors": FactorTableSource, "lulc_classes": ClassTableSource,
+    "carbon_pools": PoolTableSource}
+SERVICES_TABLES = ("emission_factors", "lulc_classes", "carbon_pools", "province_statistics")
+
+
 class Manifest(BaseModel):
     """A validated ingest manifest (format 1)."""
 
@@ -258,7 +451,8 @@ class Manifest(BaseModel):
     chunk_mb: float = Field(32.0, gt=0, le=512)
     storage_options: dict[str, Any] = Field(default_factory=dict)
     variables: dict[str, VariableSource]
-    tables: dict[Literal["river_chemistry"], TableSource] = Field(default_factory=dict)
+    # name → TableSource / ServicesTableSource (TABLE_MODELS), validated by _tables
+    tables: dict[str, Any] = Field(default_factory=dict)
     # where the manifest was read from (not part of the hashes)
     path: str | None = Field(None, exclude=True)
 
@@ -276,6 +470,31 @@ class Manifest(BaseModel):
         if isinstance(v, (int, np.integer, str)):
             return parse_years(str(v))
         return v
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _tables(cls, v):
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError(f"tables must be a mapping of {list(TABLE_MODELS)}")  # noqa: TRY004
+        out = {}
+        for name, spec in v.items():
+            model = TABLE_MODELS.get(name)
+            if model is None:
+                raise ValueError(f"unknown table {name!r}; the tables are {list(TABLE_MODELS)}")
+            if isinstance(spec, model):
+                out[name] = spec
+                continue
+            try:
+                out[name] = model.model_validate(spec)
+            except ValidationError as e:
+                problems = []
+                for err in e.errors():
+                    loc = ".".join([name] + [str(x) for x in err["loc"]])
+                    problems.append(f"{loc}: " + err["msg"].removeprefix("Value error, "))
+                raise ValueError("; ".join(problems)) from None
+        return out
 
     @field_validator("storage_options")
     @classmethod
@@ -298,6 +517,12 @@ class Manifest(BaseModel):
         if missing:
             raise ValueError(f"no source for canonical variables {missing} (every schema variable "
                              f"but land_mask and the optional {list(OPTIONAL)} needs one)")
+        services = [v for v in SERVICES if v in self.variables]
+        if services and len(services) < len(SERVICES):
+            lacking = [v for v in SERVICES if v not in self.variables]
+            raise ValueError(f"variables: the carbon-sequestration services need all of "
+                             f"{list(SERVICES)}; the manifest names {services} but not "
+                             f"{lacking} (name all six, or none)")
         for var, spec in self.variables.items():
             if spec.temporal is None:
                 spec.temporal = DEFAULT_TEMPORAL[var]
@@ -307,13 +532,17 @@ class Manifest(BaseModel):
             if spec.format == "vector" and var not in ("carbonate_fraction", "basin"):
                 raise ValueError(f"variables.{var}: polygons are only supported for "
                                  "carbonate_fraction and basin")
-            if var == "basin":
-                if spec.format == "vector" and not spec.attribute:
-                    raise ValueError("variables.basin: polygons need `attribute` (the column "
-                                     "holding each basin's integer id)")
-                if spec.resampling not in ("auto", "mode", "nearest"):
-                    raise ValueError(f"variables.basin: basin ids are classes; resampling must "
-                                     f"be mode or nearest, not {spec.resampling!r}")
+            if var == "basin" and spec.format == "vector" and not spec.attribute:
+                raise ValueError("variables.basin: polygons need `attribute` (the column "
+                                 "holding each basin's integer id)")
+            if SCHEMA[var].kind == "class" and spec.resampling not in ("auto", "mode", "nearest"):
+                what = "basin ids" if var == "basin" else "land-use codes"
+                raise ValueError(f"variables.{var}: {what} are classes; resampling must be mode "
+                                 f"or nearest (codes kept exactly), not {spec.resampling!r}")
+            if spec.years_available is not None and spec.temporal != "annual":
+                raise ValueError(f"variables.{var}: years_available is for maps of a state per "
+                                 f"year (temporal 'annual': lulc, population, gdp), not "
+                                 f"{spec.temporal!r}")
             if spec.plausible_range is not None and var not in _PLAUSIBILITY_CHECKED:
                 raise ValueError(f"variables.{var}: plausible_range is only for "
                                  f"{list(_PLAUSIBILITY_CHECKED)} (no plausibility check of {var})")
@@ -359,6 +588,9 @@ class Manifest(BaseModel):
         does not."""
         d = self.variables[var].model_dump(mode="json")
         d.pop("source")
+        # which years have their own map is part of "which years": each year's source file is in
+        # the content hash of the ingest, so adding a map year keeps the years it does not change
+        d.pop("years_available", None)
         for key, default in (("plausibility", "check"), ("plausible_range", None)):
             if d.get(key) == default:   # keeps the hashes of manifests written before them
                 d.pop(key)
@@ -375,6 +607,14 @@ class Manifest(BaseModel):
     @property
     def year_list(self) -> list[int]:
         return list(range(self.years[0], self.years[1] + 1))
+
+    def source_years(self, var: str) -> dict[int, int]:
+        """Year → the year whose map it takes: itself, or with ``years_available`` the latest
+        available year not after it (the first available year for years before all of them)."""
+        avail = self.variables[var].years_available
+        if not avail:
+            return {y: y for y in self.year_list}
+        return {y: max([a for a in avail if a <= y], default=avail[0]) for y in self.year_list}
 
 
 def _hash(obj) -> str:
@@ -477,7 +717,7 @@ _BASIS_SPELLINGS = {
 }
 _PERIOD_OF = {"monthly_mean": "month", "monthly_accumulation": "month",
               "daily_mean_flux": "month", "annual_total": "yr", "annual_mean": "yr",
-              "static": None}
+              "annual": "yr", "static": None}
 # the canonical water-depth targets: 1 kg m-2 of liquid water is 1 mm (density 1000 kg m-3)
 _WATER_TARGETS = ("mm month-1", "mm yr-1")
 
@@ -564,8 +804,11 @@ def unit_plan(variable: str, units: str, temporal: str) -> UnitPlan:
         raise u.UnitError("no units declared (the manifest has none and neither has the file)")
     amount, basis = split_rate(units)
     if period is None:
-        # a state (temperature, density, fraction): converted as is
-        if basis is not None:
+        # a state (temperature, density, fraction, elevation), or a state that is itself a rate
+        # per second (wind speed, m s-1): converted as is through the unit table (km h-1, knots →
+        # m s-1), never multiplied by a duration. A rate is refused only for a state whose
+        # canonical unit is not one (K s-1 for tas, kg m-2 s-1 for soc).
+        if basis is not None and split_rate(target)[1] is None:
             raise u.UnitError(f"{units!r} is a rate per {basis}, but {variable} is a state in "
                               f"{target!r}")
         try:
@@ -574,6 +817,10 @@ def unit_plan(variable: str, units: str, temporal: str) -> UnitPlan:
             raise u.UnitError(f"units {units!r} cannot become {target!r}: "
                               f"{_what_units(units) or e}") from None
         return UnitPlan(variable, units, temporal, amount, None, None, False, f, o, target)
+    if temporal == "annual":
+        raise u.UnitError(f"'annual' is a state per year (land use, a density); {variable} is an "
+                          f"amount per {period} ({target!r}): use 'annual_total' or "
+                          "'annual_mean'")
     if src_period == "yr" and period == "month":
         raise u.UnitError(f"{variable} is monthly; an annual source cannot be spread over months "
                           "by ingest (use monthly data, or the products' annual_climate option)")

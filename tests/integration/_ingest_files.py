@@ -364,3 +364,221 @@ def snapshot(root) -> dict:
                 out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns,
                                                     hashlib.sha256(f.read()).hexdigest())
     return out
+
+
+# --- carbon-sequestration services (tests/integration/test_ingest_services.py) ------------------
+# Sources for a small study area (SERVICES_DOMAIN, 2°×2° of Hubei/Henan on the 0.25° grid) drawn
+# over SERVICES_BOX (the domain with a 1° margin), like the real products on a reduced scale:
+#
+# * ``lulc``        CNLUCC-like uint8 class codes on 0.05° (EPSG:4326), nodata 0, one map per
+#                   available year; each 0.25° cell: 16 of its 25 pixels in the cell's own code and
+#                   9 in two others, or (every 7th cell) 11 in its code and 14 nodata.
+# * ``population``  WorldPop-like density on 30″ (1/120°), persons ha-1, a lognormal field.
+# * ``gdp``         a 0.5° linear field in 10^4 CNY km-2 (coarser than the grid: bilinear).
+# * ``elevation``   an SRTM/GMTED-like int16 DEM on 0.05°, m, a linear field.
+# * ``uas``/``vas`` ERA5-Land-like monthly means on 0.125°, **km h-1**, ascending latitude, one
+#                   NetCDF per component holding every month.
+# * tables: province statistics as a yearbook gives them (Chinese names and columns, 10^4 units),
+#   an emission-factor table with its own fuels, a class table and InVEST's pool table in kg C m-2.
+SERVICES_DOMAIN = "bbox:110,30,112,32"
+SERVICES_BOX = (109.0, 29.0, 113.0, 33.0)
+LULC_CODES = (11, 12, 21, 22, 23, 31, 32, 33, 41, 42, 46, 51, 52, 53, 61, 64, 65)
+LULC_RES = 0.05
+POP_RES = 1.0 / 120.0
+FUELS = ("coal", "oil", "gas")
+FUEL_FACTORS = {"coal": 0.7476, "oil": 0.5825, "gas": 0.4435}
+PROVINCES_ZH = ("湖北省", "河南", "陕西省")
+PROVINCES_EN = ("Hubei", "Henan", "Shaanxi")
+
+
+def lulc_cell_code(year, i, j):
+    """The code of the 0.25° cell (row i, column j of SERVICES_BOX) in the map of ``year``."""
+    return LULC_CODES[(3 * i + 5 * j + (year - 2000) // 2) % len(LULC_CODES)]
+
+
+def lulc_nodata_cell(i, j):
+    return (i + 2 * j) % 7 == 0
+
+
+def lulc_raw(year):
+    """(rows, cols) uint8 codes on 0.05° over SERVICES_BOX; per 0.25° cell (5×5 pixels) the cell's
+    code holds the majority, the rest are two other codes or nodata (0)."""
+    west, south, east, north = SERVICES_BOX
+    n_i, n_j = round((north - south) / 0.25), round((east - west) / 0.25)
+    rng = np.random.default_rng(year)
+    raw = np.zeros((5 * n_i, 5 * n_j), dtype="u1")
+    n = len(LULC_CODES)
+    for i in range(n_i):
+        for j in range(n_j):
+            main = lulc_cell_code(year, i, j)
+            k = LULC_CODES.index(main)
+            if lulc_nodata_cell(i, j):
+                block = np.array([main] * 11 + [0] * 14)
+            else:
+                block = np.array([main] * 16 + [LULC_CODES[(k + 4) % n]] * 5
+                                 + [LULC_CODES[(k + 9) % n]] * 4)
+            raw[5 * i:5 * i + 5, 5 * j:5 * j + 5] = rng.permutation(block).reshape(5, 5)
+    return raw
+
+
+def lulc_expected(year, lon, lat):
+    """The code each grid cell centred at (lon, lat) must get (mode of its pixels, nodata
+    skipped)."""
+    west, north = SERVICES_BOX[0], SERVICES_BOX[3]
+    i = np.floor((north - np.asarray(lat)) / 0.25).astype(int)
+    j = np.floor((np.asarray(lon) - west) / 0.25).astype(int)
+    return np.vectorize(lambda a, b: lulc_cell_code(year, a, b))(i, j).astype("f8")
+
+
+def write_lulc(d, years, name="CNLUCC_{year}.tif"):
+    t = Affine(LULC_RES, 0, SERVICES_BOX[0], 0, -LULC_RES, SERVICES_BOX[3])
+    for y in years:
+        write_tif(os.path.join(d, name.format(year=y)), lulc_raw(y), t, "EPSG:4326", "uint8")
+
+
+def population_raw(year):
+    """Persons ha-1 on 30″ pixels over SERVICES_BOX (a lognormal field, growing 2 % a year)."""
+    lon, lat = _centres(POP_RES, SERVICES_BOX)
+    rng = np.random.default_rng(11)
+    base = rng.lognormal(mean=0.0, sigma=1.0, size=(lat.size, lon.size))
+    return (base * (1.0 + 0.02 * (year - 2000))).astype("f4")
+
+
+def write_population(d, years, name="worldpop_density_{year}.tif"):
+    t = Affine(POP_RES, 0, SERVICES_BOX[0], 0, -POP_RES, SERVICES_BOX[3])
+    for y in years:
+        write_tif(os.path.join(d, name.format(year=y)), population_raw(y), t, "EPSG:4326",
+                  "float32", nodata=-1.0)
+
+
+def gdp_1e4_cny_km2(lon, lat, year):
+    return 100.0 + 20.0 * (lon - 109.0) + 10.0 * (lat - 29.0) + 5.0 * (year - 2000)
+
+
+def write_gdp(d, years, name="gdp_{year}.tif"):
+    lon, lat = _centres(0.5, SERVICES_BOX)
+    LON, LAT = np.meshgrid(lon, lat)
+    t = Affine(0.5, 0, SERVICES_BOX[0], 0, -0.5, SERVICES_BOX[3])
+    for y in years:
+        write_tif(os.path.join(d, name.format(year=y)), gdp_1e4_cny_km2(LON, LAT, y), t,
+                  "EPSG:4326", "float32")
+
+
+def elevation_m(lon, lat):
+    return 200.0 + 100.0 * (lon - 109.0) + 60.0 * (lat - 29.0)
+
+
+def write_elevation(d, name="dem.tif"):
+    lon, lat = _centres(0.05, SERVICES_BOX)
+    LON, LAT = np.meshgrid(lon, lat)
+    t = Affine(0.05, 0, SERVICES_BOX[0], 0, -0.05, SERVICES_BOX[3])
+    write_tif(os.path.join(d, name), elevation_m(LON, LAT).astype("f4"), t, "EPSG:4326",
+              "float32", nodata=-32768.0)
+
+
+def wind_km_h(component, lon, lat, year, month):
+    if component == "u":
+        return 10.0 + 2.0 * (lon - 110.0) - (lat - 31.0) + month + 0.5 * (year - 2000)
+    return -5.0 + (lat - 31.0) + 0.5 * month - 0.2 * (lon - 110.0)
+
+
+def write_wind(d, years, *, hole=None, names=("era5land_u10_monthly.nc", "era5land_v10_monthly.nc")):
+    """One NetCDF per component with every month of ``years`` in km h-1 (0.125°, ascending lat).
+    ``hole``: (lon, lat, year, month) — the u pixels of the 0.25° cell around (lon, lat) are NaN
+    in that month."""
+    lon, lat = _centres(0.125, SERVICES_BOX)
+    LON, LAT = np.meshgrid(lon, lat)
+    times = pd.DatetimeIndex([t for y in years for t in months(y)])
+    for comp, name, var in (("u", names[0], "u10"), ("v", names[1], "v10")):
+        v = np.stack([wind_km_h(comp, LON, LAT, y, m) for y in years for m in range(1, 13)])
+        if hole is not None and comp == "u":
+            hx, hy, hyear, hmonth = hole
+            k = 12 * list(years).index(hyear) + hmonth - 1
+            v[k][(np.abs(LON - hx) < 0.125) & (np.abs(LAT - hy) < 0.125)] = np.nan
+        write_nc(os.path.join(d, name), var, v, lat, lon, times, "km h-1", dtype="f4",
+                 fill=np.float32(-9999.0))
+
+
+def province_statistics_yearbook(years, *, fuels=FUELS):
+    """Province statistics as a yearbook prints them: Chinese province names and column names,
+    population and livestock in 10^4, wood and cement in 10^4 t, energy in 10^4 tce."""
+    rows = []
+    for y in years:
+        for p, zh in enumerate(PROVINCES_ZH):
+            row = {"年份": y, "地区": zh, "年末常住人口": 5000.0 + 1000 * p + 10 * (y - 2000),
+                   "生猪存栏": 2000.0 + 300 * p, "大牲畜存栏": 150.5 + 10 * p,
+                   "木材产量": 12.25 + p, "水泥产量": 4000.0 + 500 * p}
+            for k, f in enumerate(fuels):
+                row[f"{f}消费量"] = 1000.0 * (k + 1) + 100 * p + (y - 2000)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+STAT_COLUMN_MAP = {"year": "年份", "province": "地区", "population": "年末常住人口",
+                   "pigs": "生猪存栏", "large_livestock": "大牲畜存栏", "wood": "木材产量",
+                   "cement": "水泥产量", **{f"energy_{f}": f"{f}消费量" for f in FUELS}}
+STAT_UNITS_YEARBOOK = {"population": "10^4 persons", "pigs": "10^4 head",
+                       "large_livestock": "1e4 head", "wood": "10^4 t", "cement": "10^4 t",
+                       "energy": "10^4 tce"}
+
+
+def emission_factor_table():
+    return pd.DataFrame({"燃料": list(FUELS), "碳排放系数": [FUEL_FACTORS[f] for f in FUELS],
+                         "units": ["t C tce-1"] * len(FUELS), "source": ["test"] * len(FUELS)})
+
+
+def lulc_class_table():
+    return pd.DataFrame({"代码": list(LULC_CODES), "类型": [f"class {c}" for c in LULC_CODES],
+                         "一级类": [c // 10 for c in LULC_CODES]})
+
+
+def carbon_pool_table_kg_m2():
+    """InVEST's pool table for the six primary classes in kg C m-2 (÷ 10 of t C ha-1)."""
+    return pd.DataFrame({"lucode": [1, 2, 3, 4, 5, 6],
+                         "LULC_name": ["cropland", "forest", "grassland", "water", "built_up",
+                                       "unused"],
+                         "c_above": [0.57, 4.26, 0.35, 0.0, 0.25, 0.13],
+                         "c_below": [0.81, 1.08, 0.86, 0.0, 0.0, 0.0],
+                         "c_soil": [10.8, 15.86, 9.94, 0.0, 0.0, 2.17],
+                         "c_dead": [0.0, 0.4, 0.0, 0.0, 0.0, 0.0]})
+
+
+def write_services(d, years, *, lulc_years=None):
+    """The services sources and tables of ``years`` (lulc maps for ``lulc_years``)."""
+    write_lulc(d, lulc_years or years)
+    write_population(d, years)
+    write_gdp(d, years)
+    write_elevation(d)
+    write_wind(d, years)
+    province_statistics_yearbook(years).to_csv(os.path.join(d, "province_statistics.csv"),
+                                               index=False)
+    emission_factor_table().to_csv(os.path.join(d, "emission_factors.csv"), index=False)
+    lulc_class_table().to_csv(os.path.join(d, "cnlucc_classes.csv"), index=False)
+    carbon_pool_table_kg_m2().to_csv(os.path.join(d, "carbon_pools.csv"), index=False)
+
+
+def services_manifest(lulc_years_available=None) -> dict:
+    """The ``variables`` and ``tables`` entries for :func:`write_services`."""
+    lulc = {"source": "CNLUCC_{year}.tif", "nodata": 0}
+    if lulc_years_available:
+        lulc["years_available"] = list(lulc_years_available)
+    return {
+        "variables": {
+            "lulc": lulc,
+            "population": {"source": "worldpop_density_{year}.tif", "units": "persons ha-1"},
+            "gdp": {"source": "gdp_{year}.tif", "units": "1e4 CNY km-2"},
+            "elevation": {"source": "dem.tif", "units": "m"},
+            "uas": {"source": "era5land_u10_monthly.nc", "variable": "u10"},
+            "vas": {"source": "era5land_v10_monthly.nc", "variable": "v10"},
+        },
+        "tables": {
+            "province_statistics": {"source": "province_statistics.csv",
+                                    "columns": dict(STAT_COLUMN_MAP),
+                                    "units": dict(STAT_UNITS_YEARBOOK)},
+            "emission_factors": {"source": "emission_factors.csv",
+                                 "columns": {"fuel": "燃料", "factor": "碳排放系数"}},
+            "lulc_classes": {"source": "cnlucc_classes.csv",
+                             "columns": {"code": "代码", "name": "类型", "primary": "一级类"}},
+            "carbon_pools": {"source": "carbon_pools.csv", "units": "kg C m-2"},
+        },
+    }
