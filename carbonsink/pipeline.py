@@ -254,7 +254,15 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
 
         def ions(staged: xr.Dataset) -> dict[str, bytes]:
             # from the written inputs: the synthetic fields are drawn once, for the write only
-            return {"river_chemistry.csv": _csv(make_ion_table(staged, basins, seed=cfg.seed))}
+            out = {"river_chemistry.csv": _csv(make_ion_table(staged, basins, seed=cfg.seed))}
+            if "lulc" in staged:    # the services' province statistics, consistent with them
+                from .synthetic_services import make_province_statistics
+                province = region_masks(cfg.grid_obj(), cfg.domain_obj(),
+                                        cfg.region_set_specs())["province"]
+                out["province_statistics.csv"] = _csv(make_province_statistics(
+                    staged, province.chunk(dict(zip(province.dims, [
+                        staged.chunksizes["lat"], staged.chunksizes["lon"]]))), seed=cfg.seed))
+            return out
         p_in = publish_canonical(store, cfg, inputs, name="synthetic", progress=progress,
                                  attachments=ions, version=v_in,
                                  extra={"content_address": key_in})

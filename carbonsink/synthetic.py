@@ -46,7 +46,10 @@ REFERENCE_YEAR = 2010
 
 _STREAMS = {name: i + 1 for i, name in enumerate(
     ["tas_year", "tas_month", "pr_year", "pr_month", "rsds", "npp", "carbonate", "national_t",
-     "national_p", "basin_site", "ion_basin", "ion_year", "ion_mix", "ion_gap"])}
+     "national_p", "basin_site", "ion_basin", "ion_year", "ion_mix", "ion_gap",
+     # services inputs (carbonsink.synthetic_services); appended so the numbers above never change
+     "relief", "lulc_field", "lulc_cell", "lulc_sub", "water", "glacier", "urban", "construction",
+     "settlement", "grain_for_green", "wind_month", "wind_cell", "stat_rate", "stat_year"])}
 
 
 # --- counter-based noise ----------------------------------------------------------------------
@@ -200,8 +203,9 @@ STATIC = ("soc", "carbonate_fraction")
 
 
 def _tile_fields(grid: Grid, rows: tuple[int, int], cols: tuple[int, int], years, seed: int,
-                 land) -> dict[str, np.ndarray]:
-    """All synthetic fields of one spatial tile (float32, NaN off land; ``land_mask`` uint8).
+                 land, services: bool = False) -> dict[str, np.ndarray]:
+    """All synthetic fields of one spatial tile (float32, NaN off land; ``land_mask`` uint8), with
+    ``services`` the six services inputs too (:mod:`carbonsink.synthetic_services`).
 
     ``land``: the tile's mask, or a Domain whose mask is rasterised for the tile here (no
     full-grid array travels in the task graph). One year at a time into float32 outputs: every
@@ -225,6 +229,9 @@ def _tile_fields(grid: Grid, rows: tuple[int, int], cols: tuple[int, int], years
         for kind, values in tile.fields(years[k:k + 1]).items():
             steps = TIME_VARYING[kind]
             out[kind][k * steps:(k + 1) * steps] = np.where(on, values, np.nan)
+    if services:
+        from .synthetic_services import tile_services
+        out.update(tile_services(tile, years, on, grid.res))
     return out
 
 
@@ -245,13 +252,15 @@ def _land(grid: Grid, land) -> np.ndarray:
 
 
 def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
-                target_mb: float = 32.0, land=None) -> xr.Dataset:
+                target_mb: float = 32.0, land=None, services: bool = True) -> xr.Dataset:
     """The synthetic canonical inputs (lazy, dask-backed) for a grid and a year range.
 
     ``land``: a Domain or domain spelling (:mod:`carbonsink.domains`; default all China), whose mask
     each tile rasterises itself, or a (lat, lon) mask array on ``grid``. Every field is a function
     of the cell's position, so a domain's inputs are exactly the same cells cut out of the
-    China-box inputs. One task per tile draws all fields (the monthly climate once)."""
+    China-box inputs. One task per tile draws all fields (the monthly climate once).
+    ``services``: add the services inputs lulc, population, gdp, elevation, uas, vas
+    (:mod:`carbonsink.synthetic_services`); the other fields are the same with or without them."""
     import dask
 
     from .domains import get_domain
@@ -270,7 +279,8 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
     edges = [np.r_[0, np.cumsum(_split(grid.nlat, chunks["lat"]))],
              np.r_[0, np.cumsum(_split(grid.nlon, chunks["lon"]))]]
     tasks = [[dask.delayed(_tile_fields, pure=True)(
-        grid, (int(r0), int(r1)), (int(c0), int(c1)), yrs, seed, land_of((r0, r1), (c0, c1)))
+        grid, (int(r0), int(r1)), (int(c0), int(c1)), yrs, seed, land_of((r0, r1), (c0, c1)),
+        bool(services))
         for c0, c1 in zip(edges[1][:-1], edges[1][1:])]
         for r0, r1 in zip(edges[0][:-1], edges[0][1:])]
 
@@ -303,6 +313,11 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
         "carbonate_fraction": (("lat", "lon"), var("carbonate_fraction")),
         "land_mask": (("lat", "lon"), assemble("land_mask", dtype="u1")),
     }
+    if services:
+        from .synthetic_services import SERVICES_STEPS
+        data["elevation"] = (("lat", "lon"), var("elevation"))
+        for kind, steps in SERVICES_STEPS.items():
+            data[kind] = (("year" if steps == 1 else "time", "lat", "lon"), var(kind, ny * steps))
     ds = xr.Dataset({k: xr.Variable(d, v) for k, (d, v) in data.items()}, coords=coords)
     for name, spec in SCHEMA.items():
         if name not in ds:          # optional layers (basin) are published with the regions
@@ -325,6 +340,9 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
         "truth_pr_trend": "0.004 * pr_clim mm a-2",
         "truth_rsds_trend": DSR_DT,
     })
+    if services:
+        from .synthetic_services import annotate
+        annotate(ds)
     ds.attrs.update({
         "title": "carbonsink synthetic China (demo inputs)",
         "Conventions": "CF-1.10",
@@ -333,7 +351,7 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
         "carbonsink_version": __version__,
         "history": f"{pd.Timestamp.now('UTC'):%Y-%m-%dT%H:%M:%SZ} generated by "
                    f"carbonsink.synthetic.make_inputs(grid={grid.name!r}, years=({y0}, {y1}), "
-                   f"seed={seed})",
+                   f"seed={seed}{'' if services else ', services=False'})",
         **grid.attrs(),
     })
     return ds

@@ -217,7 +217,9 @@ def route_years(balance: xr.Dataset, uas: xr.DataArray, vas: xr.DataArray, regio
             "exported_from": "routed surplus that left the domain from the cell",
             "unabsorbed": "routed surplus left where it stands (calm, dead loops, max_steps)"}
     ds = xr.Dataset(coords=coords)
-    ds["sector"] = xr.DataArray(sector.values.astype("i1"), dims=("year", "lat", "lon"),
+    on = np.isfinite(s_mass.values) & np.isfinite(k_mass.values)
+    ds["sector"] = xr.DataArray(np.where(on, sector.values, -1).astype("i1"),
+                                dims=("year", "lat", "lon"),
                                 attrs={"long_name": "prevailing downwind sector of the year",
                                        "flag_values": list(range(8)),
                                        "flag_meanings": " ".join(kr.SECTORS),

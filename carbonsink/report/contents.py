@@ -16,7 +16,7 @@ from ..io.store import Published, Store
 from ..kernels.respiration import RH_MODELS
 from .page import scrub
 
-ORDER = ("nep", "karst", "sink", "trends", "attribution")
+ORDER = ("nep", "karst", "sink", "trends", "attribution", "services")
 
 
 class ReportError(ValueError):
@@ -33,6 +33,8 @@ def role_of(name: str) -> str | None:
         return "trends"
     if name in ("attribution_nep", "attribution_sink"):
         return "attribution"
+    if name.startswith("services_"):
+        return "services"
     return None
 
 
