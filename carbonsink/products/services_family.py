@@ -25,7 +25,7 @@ FAMILY = "services"
 
 def _csv(table: pd.DataFrame) -> bytes:
     buf = io.StringIO()
-    table.to_csv(buf, index=False, float_format="%.6g")
+    table.to_csv(buf, index=False, float_format="%.12g")   # masses in t: keep the balance exact
     return buf.getvalue().encode()
 
 
