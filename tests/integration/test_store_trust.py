@@ -143,14 +143,14 @@ def test_two_demo_processes_at_once_publish_one_complete_version_of_each(tmp_pat
             assert len(list(d.glob("*.zarr"))) == 1, sorted(os.listdir(d))
             assert not list(d.glob("*.damaged.json")), d
     released = H.released_versions(root)
-    assert len(released) == 10
+    assert len(released) == 15       # inputs, regions, 8 core and 5 services products
     for key, v in released.items():
         kind, name = key.split("/")
         assert store.complete(kind, name, v) is not None
         assert store.verify(kind, name, v) == []
     # both processes name the same versions and the same totals.csv (one version each)
     printed_a, printed_b = H.printed_datasets(out["a_out"]), H.printed_datasets(out["b_out"])
-    assert len(printed_a) == 10 and printed_a == printed_b
+    assert len(printed_a) == 15 and printed_a == printed_b
     assert all("totals.csv" in printed_a[f"products/{n}"] for n in ("nep", "karst", "sink"))
     # and the data are those of a clean single run
     assert H.released_fingerprint(root) == reference.data
@@ -736,7 +736,7 @@ def test_grid_spellings_give_the_same_content_addresses(tmp_path, reference):
     r = H.cli("run", "--inputs", "synthetic", "--store", root, "--workers", "1", "--no-progress")
     assert r.returncode == 0, r.stderr[-3000:]
     _same_code(reference)
-    assert "reused 10 of 10 datasets" in r.stdout and r.stdout.count("(reused)") == 10, r.stdout
+    assert "reused 15 of 15 datasets" in r.stdout and r.stdout.count("(reused)") == 15, r.stdout
     assert H.released_versions(root) == reference.versions
     assert H.files(root) == before                # nothing new (catalog.yaml rewritten in place)
     assert H.leftovers(root) == []
