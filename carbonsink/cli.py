@@ -236,28 +236,34 @@ def run_cmd(inputs, inputs_version, prefix, store, n_workers, scheduler, rh_mode
     chemistry), the sink, trends and attribution → published Zarr, tables and the catalog, on the
     inputs' grid and years (a --config asking for others is an error). Products already complete
     for the same inputs, configuration and code are reused."""
-    from .io.store import Store
-    from .pipeline import run_products
-
     from .io.names import validate_name, validate_prefix, validate_version
+    from .pipeline import run_products
 
     validate_name(inputs, "inputs name")      # store paths: refused before anything starts
     validate_version(inputs_version)
     validate_prefix(prefix or "")
     settings = _settings(store, n_workers, scheduler, rh_model, chunk_mb)
     try:
-        first = load_config(config_path, **settings)
-        st = Store(first.store, first.resolved_storage_options())
-        rec = st.record("inputs", inputs, st.resolve("inputs", inputs, inputs_version))
-        years = rec.get("years") or [None, None]
-        cfg = load_config(config_path, defaults={"grid": rec.get("grid"),
-                                                 "domain": rec.get("domain", "china"),
-                                                 "years": f"{years[0]}-{years[1]}"}, **settings)
+        cfg = config_of_inputs(config_path, settings, inputs, inputs_version)
     except (ConfigError, StoreError) as e:
         _fail(e)
     _on_cluster(cfg, f"carbonsink run: inputs/{inputs}@{inputs_version}",
                 lambda: run_products(cfg, inputs, inputs_version, prefix=prefix,
                                      progress=progress), atlas)
+
+
+def config_of_inputs(config_path, settings: dict, inputs: str, version: str):
+    """The run configuration on the grid, domain and years of published inputs (the store named by
+    the settings or the config): a --config asking for others is then an error."""
+    from .io.store import Store
+
+    first = load_config(config_path, **settings)
+    st = Store(first.store, first.resolved_storage_options())
+    rec = st.record("inputs", inputs, st.resolve("inputs", inputs, version))
+    years = rec.get("years") or [None, None]
+    return load_config(config_path, defaults={"grid": rec.get("grid"),
+                                              "domain": rec.get("domain", "china"),
+                                              "years": f"{years[0]}-{years[1]}"}, **settings)
 
 
 def _report(result, cfg, t0: float):
@@ -500,10 +506,8 @@ def verify_cmd(store, dataset, released_only, deep, repair, config_path):
     Cheap by default: one listing per version finds missing, extra, truncated or rewritten objects;
     --deep decodes every chunk too. Damaged versions are never reused by a run: a rerun quarantines
     and recomputes them; --repair does that now."""
+    from .maintenance import check_current_release, repair_current_release, verify_store
     from .maintenance import repair as do_repair
-    from .maintenance import verify_store
-
-    from .maintenance import check_current_release, repair_current_release
 
     cfg, st = _open_store(store, config_path)
     release_problem = check_current_release(st)
@@ -580,6 +584,8 @@ if __name__ == "__main__":
 
 
 # commands defined in their own modules register themselves on ``main``
-from . import cli_compare  # noqa: E402,F401
-from . import cli_report  # noqa: E402,F401
-from . import cli_services  # noqa: E402,F401
+from . import (
+    cli_compare,  # noqa: E402,F401
+    cli_report,  # noqa: E402,F401
+    cli_services,  # noqa: E402,F401
+)

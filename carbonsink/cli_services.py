@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import click
 
-from .cli import _atlas_option, _fail, _on_cluster, _run_options, _settings, main
+from .cli import (
+    _atlas_option,
+    _fail,
+    _on_cluster,
+    _run_options,
+    _settings,
+    config_of_inputs,
+    main,
+)
 from .config import ConfigError, load_config
 
 
@@ -76,7 +84,7 @@ def services_cmd(inputs, inputs_version, prefix, capacity, grid, domain, years, 
     the balance of emission and capacity, wind-routed flows of the surplus and their drivers
     (Pearson, Geodetector) → published Zarr, tables per region and year, the catalog."""
     from .io.names import validate_name, validate_prefix, validate_version
-    from .io.store import Store, StoreError
+    from .io.store import StoreError
     from .pipeline import run_demo, run_products
 
     validate_name(inputs, "inputs name")
@@ -90,13 +98,7 @@ def services_cmd(inputs, inputs_version, prefix, capacity, grid, domain, years, 
             cfg = load_config(config_path, grid=grid, domain=domain, years=years, **settings)
             run = lambda: run_demo(cfg, progress=progress, families=["services"])  # noqa: E731
         else:
-            first = load_config(config_path, **settings)
-            st = Store(first.store, first.resolved_storage_options())
-            rec = st.record("inputs", inputs, st.resolve("inputs", inputs, inputs_version))
-            y = rec.get("years") or [None, None]
-            cfg = load_config(config_path, defaults={"grid": rec.get("grid"),
-                                                     "domain": rec.get("domain", "china"),
-                                                     "years": f"{y[0]}-{y[1]}"}, **settings)
+            cfg = config_of_inputs(config_path, settings, inputs, inputs_version)
             run = lambda: run_products(cfg, inputs, inputs_version, prefix=prefix,  # noqa: E731
                                        progress=progress, families=["services"])
     except (ConfigError, StoreError) as e:

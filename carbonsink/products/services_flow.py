@@ -269,8 +269,9 @@ def drivers(y: xr.DataArray, factors: dict[str, xr.DataArray], *, k: int = 5,
     block partials summed over the dask blocks (memory bounded by a block). Continuous factors
     are discretised into ``k`` classes by ``method`` with breaks from a regular sample of
     ``sample`` cells; categorical ones (LULC primary classes) are their own strata."""
-    import dask
     from functools import reduce
+
+    import dask
 
     names = list(factors)
     arrays = [y] + [factors[n] for n in names]
