@@ -25,7 +25,10 @@ from .kernels.respiration import DEFAULT_RH_MODEL, RH_MODELS
 # s3_additional_kwargs.SSECustomerKey): a key is secret-shaped when its name, lowercased and without
 # "_", "-" and ".", contains one of these fragments ("key" alone is a secret: s3fs's access key id).
 SECRET_NAME_PARTS = ("key", "secret", "token", "password", "passwd", "credential", "signature",
-                     "auth", "sse", "private", "cert")
+                     "auth", "private", "cert")
+# server-side-encryption options (SSECustomerKey, sse_kms_key_id...) are secret-shaped by their
+# prefix only: "sse" inside a word is not one (services.lulc_classes, ip_addresses)
+SECRET_NAME_PREFIXES = ("sse",)
 # Normalised option names that contain such a fragment but hold no secret. signature_version is
 # botocore's signing algorithm ("s3v4"), a public setting, not a signature. Containers are never
 # exempt from the check of their contents. Most ordinary options (endpoint_url, region_name, anon,
@@ -275,7 +278,8 @@ def reject_secret_options(options: dict) -> dict:
 def is_secret_name(name) -> bool:
     """Whether an option name is secret-shaped (see :data:`SECRET_NAME_PARTS`)."""
     norm = re.sub(r"[_\-.]", "", str(name).lower())
-    return norm not in NON_SECRET_NAMES and any(part in norm for part in SECRET_NAME_PARTS)
+    return norm not in NON_SECRET_NAMES and (any(part in norm for part in SECRET_NAME_PARTS)
+                                             or norm.startswith(SECRET_NAME_PREFIXES))
 
 
 def secret_paths(obj, prefix: str = "") -> list[str]:

@@ -135,7 +135,7 @@ def test_two_demo_processes_at_once_publish_one_complete_version_of_each(tmp_pat
     assert "is complete: reused" in out["b_err"], out["b_err"]
 
     r = H.cli("verify", root)
-    assert r.returncode == 0 and "0 damaged, 10 intact" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "0 damaged, 15 intact" in r.stdout, r.stdout + r.stderr
     store = Store(str(root))
     for kind in ("inputs", "products"):
         for d in sorted((root / kind).iterdir()):
@@ -209,7 +209,7 @@ def test_damage_is_reported_then_quarantined_and_recomputed_by_a_rerun(tmp_path,
     assert "missing" in lines["products/nep"] and "nep/0.0.0" in lines["products/nep"]
     assert re.search(r"ecosystem_sink/0\.0\.0: \d+ bytes, recorded \d+", lines["products/sink"])
     assert "missing" in lines["products/karst"] and "ccs/" in lines["products/karst"]
-    assert "3 damaged, 7 intact" in r.stdout
+    assert "3 damaged, 12 intact" in r.stdout
 
     # (d) a rerun quarantines and recomputes exactly the damaged versions, reusing the others
     result = pipeline.run_demo(_cfg(root))
@@ -219,7 +219,7 @@ def test_damage_is_reported_then_quarantined_and_recomputed_by_a_rerun(tmp_path,
         v = reference.versions[f"products/{name}"]
         assert (root / "products" / name / f"{v}.damaged.json").exists()   # quarantined first
     r = _invoke("verify", root)
-    assert r.exit_code == 0 and "0 damaged, 10 intact" in r.stdout, r.output
+    assert r.exit_code == 0 and "0 damaged, 15 intact" in r.stdout, r.output
     assert H.released_versions(root) == reference.versions   # same content addresses
     assert H.released_fingerprint(root) == reference.data    # and the same data
     assert H.leftovers(root) == []                           # no *.tmp, claims, staging
@@ -246,7 +246,7 @@ def test_verify_repair_recomputes_exactly_the_damaged_versions(tmp_path, referen
     assert "NOT repaired" not in r.stdout
     assert untouched() == before          # every intact version was reused, not rewritten
     r = _invoke("verify", root)
-    assert r.exit_code == 0 and "0 damaged, 10 intact" in r.stdout, r.output
+    assert r.exit_code == 0 and "0 damaged, 15 intact" in r.stdout, r.output
     assert H.released_fingerprint(root) == reference.data
     assert H.leftovers(root) == []
 

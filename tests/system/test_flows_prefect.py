@@ -39,7 +39,9 @@ POOL = "carbonsink"
 DATASETS = {"synthetic": "inputs", "regions": "inputs", "nep": "products", "nep_pei": "products",
             "karst": "products", "sink": "products", "trends_nep": "products",
             "attribution_nep": "products", "trends_sink": "products",
-            "attribution_sink": "products"}
+            "attribution_sink": "products", "services_storage": "products",
+            "services_emission": "products", "services_balance": "products",
+            "services_flow": "products", "services_drivers": "products"}
 PRODUCTS = [n for n, k in DATASETS.items() if k == "products"]
 RUN_TIMEOUT = 300
 

@@ -132,3 +132,22 @@ def test_different_grids_hash_differently():
     hashes = {load_config(env={}, grid=g).config_hash() for g in ("1", "0.5", "0.1", "1km")}
     assert len(hashes) == 4
     assert load_config(env={}).config_hash() == load_config(env={}, grid="0.1deg").config_hash()
+
+
+@pytest.mark.parametrize("name", ["lulc_classes", "ip_addresses", "SSECustomerAlgorithm_"])
+def test_sse_only_as_a_prefix(name):
+    """"sse" marks server-side-encryption options by their start only: a run config with a services
+    section (``services.lulc_classes``) is no secret (it stopped `carbonsink verify` once)."""
+    expected = [f"a.{name}"] if name.lower().startswith("sse") else []
+    assert secret_paths({"a": {name: "v"}}) == expected
+
+
+def test_a_services_section_loads(tmp_path):
+    from importlib.resources import files
+
+    data = files("carbonsink") / "data"
+    f = tmp_path / "run.yaml"
+    f.write_text(f"services: {{lulc_classes: {data / 'cnlucc_classes.csv'}, "
+                 f"carbon_pools: {data / 'carbon_pools_seed003.csv'}}}\n")
+    cfg = load_config(f, env={})
+    assert str(cfg.services.lulc_classes).endswith("cnlucc_classes.csv")
