@@ -317,9 +317,10 @@ def _report(result, cfg, t0: float):
             else:
                 click.echo(f"{pre}{name}: dominant factor by area: " + ", ".join(
                     f"{r.category} {r.share_pct:.1f}%" for r in nat.itertuples()))
-        if name.startswith("services_"):
-            from .cli_services import summary_lines
-            for line in summary_lines(name, summary, pre):
+        from .products import registry
+        spec = registry.get(name)
+        if spec is not None and spec.lines is not None:
+            for line in spec.lines(name, summary, pre):
                 click.echo(line)
     first = "nep" if "nep" in result.tables else next(iter(result.tables), "nep")
     click.echo(f"open with: intake.open_catalog({result.catalog!r})['{pre}{first}'].to_dask()")
@@ -587,5 +588,6 @@ if __name__ == "__main__":
 from . import (
     cli_compare,  # noqa: E402,F401
     cli_report,  # noqa: E402,F401
+    cli_scenarios,  # noqa: E402,F401
     cli_services,  # noqa: E402,F401
 )

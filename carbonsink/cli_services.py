@@ -83,6 +83,17 @@ def services_cmd(inputs, inputs_version, prefix, capacity, grid, domain, years, 
     """Carbon-sequestration services: storage (InVEST carbon model), the emission inventory,
     the balance of emission and capacity, wind-routed flows of the surplus and their drivers
     (Pearson, Geodetector) → published Zarr, tables per region and year, the catalog."""
+    settings = _settings(store, n_workers, scheduler, rh_model, chunk_mb)
+    if capacity:
+        settings["services.capacity"] = capacity
+    run_family("services", inputs, inputs_version, prefix, grid, domain, years, settings,
+               config_path, progress, atlas)
+
+
+def run_family(family: str, inputs, inputs_version, prefix, grid, domain, years, settings: dict,
+               config_path, progress, atlas):
+    """One registered family (and what it needs, reused or computed) on published inputs or the
+    synthetic demo's: the body of ``carbonsink services`` and ``carbonsink scenarios``."""
     from .io.names import validate_name, validate_prefix, validate_version
     from .io.store import StoreError
     from .pipeline import run_demo, run_products
@@ -90,17 +101,14 @@ def services_cmd(inputs, inputs_version, prefix, capacity, grid, domain, years, 
     validate_name(inputs, "inputs name")
     validate_version(inputs_version)
     validate_prefix(prefix or "")
-    settings = _settings(store, n_workers, scheduler, rh_model, chunk_mb)
-    if capacity:
-        settings["services.capacity"] = capacity
     try:
         if inputs == "synthetic" and inputs_version == "latest":
             cfg = load_config(config_path, grid=grid, domain=domain, years=years, **settings)
-            run = lambda: run_demo(cfg, progress=progress, families=["services"])  # noqa: E731
+            run = lambda: run_demo(cfg, progress=progress, families=[family])  # noqa: E731
         else:
             cfg = config_of_inputs(config_path, settings, inputs, inputs_version)
             run = lambda: run_products(cfg, inputs, inputs_version, prefix=prefix,  # noqa: E731
-                                       progress=progress, families=["services"])
+                                       progress=progress, families=[family])
     except (ConfigError, StoreError) as e:
         _fail(e)
-    _on_cluster(cfg, f"carbonsink services: inputs/{inputs}@{inputs_version}", run, atlas)
+    _on_cluster(cfg, f"carbonsink {family}: inputs/{inputs}@{inputs_version}", run, atlas)

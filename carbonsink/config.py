@@ -130,6 +130,52 @@ class ServicesConfig(BaseModel):
                 ("carbon_pools", "lulc_classes", "emission_factors") if getattr(self, k)}
 
 
+class ScenariosConfig(BaseModel):
+    """Enhancement scenarios (SCIENCE.md §9, README "Enhancement scenarios")."""
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    # scenario YAML files; None = the package's demo set (carbonsink/data/scenarios/)
+    files: list[str] | None = None
+    # the measure catalogue (YAML or CSV, may `extends: default`); None = the package's
+    measures: str | None = None
+    # the measured baseline: min / mean / max of the sink's domain totals of the last N years
+    baseline_years: int = Field(5, ge=1, le=50)
+    # the land-use map the allocation starts from (default: the run's last year)
+    allocation_year: int | None = None
+
+    @field_validator("files")
+    @classmethod
+    def _files_exist(cls, v):
+        if v is None:
+            return None
+        out = []
+        for f in v:
+            if not os.path.exists(os.path.expanduser(f)):
+                raise ValueError(f"scenario file {f!r} does not exist")
+            out.append(os.path.abspath(os.path.expanduser(f)))
+        return out
+
+    @field_validator("measures")
+    @classmethod
+    def _catalogue_exists(cls, v):
+        if v is not None and not os.path.exists(os.path.expanduser(v)):
+            raise ValueError(f"measure catalogue {v!r} does not exist")
+        return None if v is None else os.path.abspath(os.path.expanduser(v))
+
+    def scenario_files(self) -> list[str]:
+        if self.files is not None:
+            return list(self.files)
+        from importlib.resources import files
+        return sorted(str(p) for p in (files("carbonsink") / "data" / "scenarios").iterdir()
+                      if str(p).endswith(".yaml"))
+
+    def file_hashes(self) -> dict:
+        out = {os.path.basename(f): _file_sha256(f) for f in self.scenario_files()}
+        if self.measures:
+            out["measures"] = _file_sha256(self.measures)
+        return out
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -158,6 +204,7 @@ class RunConfig(BaseModel):
     ionic_strength_fallback: Literal["warn", "iterate"] = "warn"
     seed: int = 0
     services: ServicesConfig = Field(default_factory=ServicesConfig)
+    scenarios: ScenariosConfig = Field(default_factory=ScenariosConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     # secrets: from the environment only, excluded from dumps
@@ -251,6 +298,7 @@ class RunConfig(BaseModel):
         # the services settings decide only the services products, whose content addresses
         # carry them as parameters (with their tables' contents): NEP & co. keep their versions
         d.pop("services", None)
+        d.pop("scenarios", None)
         # polygon files count by content, not by path: an edited basin file gives new versions
         d["domain_fingerprint"] = self.domain_obj().fingerprint
         d["region_files"] = [_file_sha256(s.path.partition("#")[0]) for s in self.region_sets

@@ -591,6 +591,8 @@ def _registered_steps(cfg, prefix, inputs, core) -> dict[str, ProductStep]:
     for spec in registry.specs():
         if not spec.applies(cfg, record):
             continue
+        if spec.check is not None:
+            spec.check(cfg)
         missing = [d for d in spec.deps if d not in ("inputs", "regions") and prefix + d not in steps]
         optional = registry.optional_deps(spec, cfg)
         if spec.product == "services_balance" and cfg.services.capacity == "sequestration" \

@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 # modules that register families when imported (kept here so the pipeline walks them all)
-FAMILY_MODULES = ("carbonsink.products.services_family",)
+FAMILY_MODULES = ("carbonsink.products.services_family", "carbonsink.products.scenarios_family")
 
 
 @dataclass
@@ -75,6 +75,10 @@ class ProductSpec:
     params: Callable[[object], dict] = lambda cfg: {}
     applies: Callable[[object, dict | None], bool] = lambda cfg, inputs_record: True
     summary: str | None = None           # attachment shown by the CLI summary
+    # the CLI's headline lines from that attachment: (name, table, prefix) -> lines
+    lines: Callable[[str, pd.DataFrame, str], list[str]] | None = None
+    # checks of the run configuration's own inputs (files it names), raised before anything runs
+    check: Callable[[object], None] | None = None
 
 
 _SPECS: dict[str, ProductSpec] = {}
@@ -95,6 +99,12 @@ def specs(family: str | None = None) -> list[ProductSpec]:
 
 def optional_deps(spec: ProductSpec, cfg) -> tuple[str, ...]:
     return tuple(spec.optional(cfg) if callable(spec.optional) else spec.optional)
+
+
+def get(product: str) -> ProductSpec | None:
+    """The registered spec of a product (None for core products)."""
+    specs()
+    return _SPECS.get(product)
 
 
 def families() -> list[str]:

@@ -265,34 +265,44 @@ def _drivers(ctx: Context) -> Built:
                  f"and interaction detectors, years {years}")
 
 
+def _lines(name, table, pre=""):
+    from ..cli_services import summary_lines
+    return summary_lines(name, table, pre)
+
+
 # --- registration -------------------------------------------------------------------------------
 register(ProductSpec(
     "services_storage", FAMILY, ("inputs", "regions"), _storage,
     "carbon storage (InVEST carbon model)", outputs=("c_above", "c_below", "c_soil", "c_dead",
                                                      "c_total", "c_total_cell", "c_change"),
     tables=("storage_totals.csv", "carbon_pools.csv"), figures=("storage map",),
-    params=_params, applies=_has_services, summary="storage_totals.csv"))
+    params=_params, applies=_has_services, summary="storage_totals.csv",
+    lines=_lines))
 register(ProductSpec(
     "services_emission", FAMILY, ("inputs", "regions"), _emission,
     "carbon emission inventory", outputs=("e_people", "e_livestock", "e_energy", "e_wood",
                                           "e_cement", "e_landuse", "e_total"),
     tables=("emission_totals.csv", "inventory.csv", "emission_factors.csv"),
     figures=("emission map",), params=_params, applies=_has_statistics,
-    summary="emission_totals.csv"))
+    summary="emission_totals.csv",
+    lines=_lines))
 register(ProductSpec(
     "services_balance", FAMILY, ("services_storage", "services_emission", "regions"), _balance,
     "balance of emission and capacity", outputs=("capacity", "emission", "ratio", "flow",
                                                  "difference", "surplus", "spare"),
     tables=("balance.csv",), figures=("ratio map",), optional=_capacity_deps, params=_params,
-    applies=_has_statistics, summary="balance.csv"))
+    applies=_has_statistics, summary="balance.csv",
+    lines=_lines))
 register(ProductSpec(
     "services_flow", FAMILY, ("services_balance", "inputs", "regions"), _flow,
     "wind-routed service flows", outputs=("sector", "surplus", "spare", "absorbed",
                                           "throughput", "exported_from", "unabsorbed"),
     tables=("routing.csv", "flow_matrix.csv"), figures=("flow paths", "flow matrix"),
-    params=_params, applies=_has_statistics, summary="routing.csv"))
+    params=_params, applies=_has_statistics, summary="routing.csv",
+    lines=_lines))
 register(ProductSpec(
     "services_drivers", FAMILY, ("services_balance", "inputs", "regions"), _drivers,
     "drivers of the balance (Pearson, Geodetector)", outputs=("r", "q", "q_interaction"),
     tables=("pearson.csv", "geodetector.csv", "interaction.csv", "strata_breaks.csv"),
-    figures=("driver q",), params=_params, applies=_has_statistics, summary="geodetector.csv"))
+    figures=("driver q",), params=_params, applies=_has_statistics, summary="geodetector.csv",
+    lines=_lines))
