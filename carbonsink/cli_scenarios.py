@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from .cli import _atlas_option, _run_options, _settings, main
-from .cli_services import run_family
+from .cli import _settings, main
+from .cli_services import family_options, run_family
 
 
 @main.command("scenarios")
@@ -20,17 +20,8 @@ from .cli_services import run_family
               help="the measured baseline: min/mean/max of the sink's last N years [default 5]")
 @click.option("--allocation-year", type=int, default=None,
               help="land-use map the measures are placed on [default the run's last year]")
-@click.option("--inputs", "inputs", default="synthetic",
-              help="published inputs with land use, elevation and precipitation "
-                   "[default synthetic: the demo's, generated if not in the store]")
-@click.option("--inputs-version", default="latest", help="their version [default latest]")
-@click.option("--prefix", default=None, help="products are published as PREFIX + product "
-              "[default '<NAME>_'; none for synthetic]")
-@click.option("--resolution", "grid", default=None, help="grid of the synthetic demo inputs")
-@click.option("--domain", default=None, help="study area of the synthetic demo inputs")
-@click.option("--years", default=None, help="years of the synthetic demo inputs")
-@_run_options("the baseline sink is computed with it when not in the store")
-@_atlas_option
+@family_options("land use, elevation and precipitation",
+                "the baseline sink is computed with it when not in the store")
 def scenarios_cmd(scenario_files, measures, baseline_years, allocation_year, inputs,
                   inputs_version, prefix, grid, domain, years, store, n_workers, scheduler,
                   rh_model, chunk_mb, config_path, progress, atlas):

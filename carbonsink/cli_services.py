@@ -63,22 +63,36 @@ def summary_lines(name: str, table, pre: str = "") -> list[str]:
     return []
 
 
+def family_options(what_inputs: str, what_rh: str):
+    """The options of a one-family command: the inputs it runs on (published, or the synthetic
+    demo's on a grid, domain and years), the prefix, the run options and the atlas."""
+    options = [
+        click.option("--inputs", "inputs", default="synthetic",
+                     help=f"published inputs with {what_inputs} [default synthetic: the demo's, "
+                          "generated if not in the store]"),
+        click.option("--inputs-version", default="latest", help="their version [default latest]"),
+        click.option("--prefix", default=None, help="products are published as PREFIX + product "
+                     "[default '<NAME>_'; none for synthetic]"),
+        click.option("--resolution", "grid", default=None,
+                     help="grid of the synthetic demo inputs"),
+        click.option("--domain", default=None, help="study area of the synthetic demo inputs"),
+        click.option("--years", default=None, help="years of the synthetic demo inputs"),
+        _run_options(what_rh), _atlas_option]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
 @main.command("services")
-@click.option("--inputs", "inputs", default="synthetic",
-              help="published inputs with the services variables and province statistics "
-                   "[default synthetic: the demo's, generated if not in the store]")
-@click.option("--inputs-version", default="latest", help="their version [default latest]")
-@click.option("--prefix", default=None, help="products are published as PREFIX + product "
-              "[default '<NAME>_'; none for synthetic]")
 @click.option("--capacity", type=click.Choice(["auto", "sequestration", "storage"]), default=None,
               help="capacity of the balance: sequestration (NEP + CCS, the default) or the "
                    "standing storage (seed 003)")
-@click.option("--resolution", "grid", default=None, help="grid of the synthetic demo inputs")
-@click.option("--domain", default=None, help="study area of the synthetic demo inputs")
-@click.option("--years", default=None, help="years of the synthetic demo inputs")
-@_run_options("only what the services need is computed (the sink, for the capacity)")
-@_atlas_option
-def services_cmd(inputs, inputs_version, prefix, capacity, grid, domain, years, store, n_workers,
+@family_options("the services variables and province statistics",
+                "only what the services need is computed (the sink, for the capacity)")
+def services_cmd(capacity, inputs, inputs_version, prefix, grid, domain, years, store, n_workers,
                  scheduler, rh_model, chunk_mb, config_path, progress, atlas):
     """Carbon-sequestration services: storage (InVEST carbon model), the emission inventory,
     the balance of emission and capacity, wind-routed flows of the surplus and their drivers

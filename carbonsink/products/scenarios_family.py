@@ -245,7 +245,8 @@ def summary_lines(name: str, table, pre: str = "") -> list[str]:
 
 def _check(cfg) -> None:
     """The catalogue and every scenario file read and checked before anything is computed."""
-    catalogue = load_measures(cfg.scenarios.measures, include_pathways=True)
+    catalogue = load_measures(cfg.scenarios.measures, include_pathways=True,
+                              classes=tables.read_classes(cfg.services.lulc_classes))
     for f in cfg.scenarios.scenario_files():
         load_scenario(f, catalogue)
 

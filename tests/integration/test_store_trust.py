@@ -135,7 +135,7 @@ def test_two_demo_processes_at_once_publish_one_complete_version_of_each(tmp_pat
     assert "is complete: reused" in out["b_err"], out["b_err"]
 
     r = H.cli("verify", root)
-    assert r.returncode == 0 and "0 damaged, 15 intact" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "0 damaged, 16 intact" in r.stdout, r.stdout + r.stderr
     store = Store(str(root))
     for kind in ("inputs", "products"):
         for d in sorted((root / kind).iterdir()):
@@ -143,14 +143,14 @@ def test_two_demo_processes_at_once_publish_one_complete_version_of_each(tmp_pat
             assert len(list(d.glob("*.zarr"))) == 1, sorted(os.listdir(d))
             assert not list(d.glob("*.damaged.json")), d
     released = H.released_versions(root)
-    assert len(released) == 15       # inputs, regions, 8 core and 5 services products
+    assert len(released) == 16       # inputs, regions, 8 core, 5 services products, scenarios
     for key, v in released.items():
         kind, name = key.split("/")
         assert store.complete(kind, name, v) is not None
         assert store.verify(kind, name, v) == []
     # both processes name the same versions and the same totals.csv (one version each)
     printed_a, printed_b = H.printed_datasets(out["a_out"]), H.printed_datasets(out["b_out"])
-    assert len(printed_a) == 15 and printed_a == printed_b
+    assert len(printed_a) == 16 and printed_a == printed_b
     assert all("totals.csv" in printed_a[f"products/{n}"] for n in ("nep", "karst", "sink"))
     # and the data are those of a clean single run
     assert H.released_fingerprint(root) == reference.data
@@ -209,7 +209,7 @@ def test_damage_is_reported_then_quarantined_and_recomputed_by_a_rerun(tmp_path,
     assert "missing" in lines["products/nep"] and "nep/0.0.0" in lines["products/nep"]
     assert re.search(r"ecosystem_sink/0\.0\.0: \d+ bytes, recorded \d+", lines["products/sink"])
     assert "missing" in lines["products/karst"] and "ccs/" in lines["products/karst"]
-    assert "3 damaged, 12 intact" in r.stdout
+    assert "3 damaged, 13 intact" in r.stdout
 
     # (d) a rerun quarantines and recomputes exactly the damaged versions, reusing the others
     result = pipeline.run_demo(_cfg(root))
@@ -219,7 +219,7 @@ def test_damage_is_reported_then_quarantined_and_recomputed_by_a_rerun(tmp_path,
         v = reference.versions[f"products/{name}"]
         assert (root / "products" / name / f"{v}.damaged.json").exists()   # quarantined first
     r = _invoke("verify", root)
-    assert r.exit_code == 0 and "0 damaged, 15 intact" in r.stdout, r.output
+    assert r.exit_code == 0 and "0 damaged, 16 intact" in r.stdout, r.output
     assert H.released_versions(root) == reference.versions   # same content addresses
     assert H.released_fingerprint(root) == reference.data    # and the same data
     assert H.leftovers(root) == []                           # no *.tmp, claims, staging
@@ -246,7 +246,7 @@ def test_verify_repair_recomputes_exactly_the_damaged_versions(tmp_path, referen
     assert "NOT repaired" not in r.stdout
     assert untouched() == before          # every intact version was reused, not rewritten
     r = _invoke("verify", root)
-    assert r.exit_code == 0 and "0 damaged, 15 intact" in r.stdout, r.output
+    assert r.exit_code == 0 and "0 damaged, 16 intact" in r.stdout, r.output
     assert H.released_fingerprint(root) == reference.data
     assert H.leftovers(root) == []
 
@@ -736,7 +736,7 @@ def test_grid_spellings_give_the_same_content_addresses(tmp_path, reference):
     r = H.cli("run", "--inputs", "synthetic", "--store", root, "--workers", "1", "--no-progress")
     assert r.returncode == 0, r.stderr[-3000:]
     _same_code(reference)
-    assert "reused 15 of 15 datasets" in r.stdout and r.stdout.count("(reused)") == 15, r.stdout
+    assert "reused 16 of 16 datasets" in r.stdout and r.stdout.count("(reused)") == 16, r.stdout
     assert H.released_versions(root) == reference.versions
     assert H.files(root) == before                # nothing new (catalog.yaml rewritten in place)
     assert H.leftovers(root) == []

@@ -181,9 +181,9 @@ def test_no_secret_in_output_records_catalog_or_attrs(demo, dask_cluster, moto_s
     # inputs (synthetic, regions) and products (nep, nep_pei, karst, sink, trends ×2,
     # attribution ×2) and the 5 services products: one version each, all in the one release
     release = json.loads(fs.cat_file(f"{root}/releases/current.json"))
-    assert len(release["datasets"]) == 15, release
-    assert sum(o.endswith(".manifest.json") for o in records) == 15
-    assert len(records) >= 32         # 15 records + 15 manifests + the release (current + history)
+    assert len(release["datasets"]) == 16, release
+    assert sum(o.endswith(".manifest.json") for o in records) == 16
+    assert len(records) >= 34         # 16 records + 16 manifests + the release (current + history)
     assert len(zarr_meta) >= 4 * 3    # group + arrays of 4 datasets
     assert not [o for o in objects if "/_staging/" in o], "staging left behind"
     for path in [f"{root}/catalog.yaml", *records, *zarr_meta,

@@ -41,7 +41,8 @@ DATASETS = {"synthetic": "inputs", "regions": "inputs", "nep": "products", "nep_
             "attribution_nep": "products", "trends_sink": "products",
             "attribution_sink": "products", "services_storage": "products",
             "services_emission": "products", "services_balance": "products",
-            "services_flow": "products", "services_drivers": "products"}
+            "services_flow": "products", "services_drivers": "products",
+            "scenarios": "products"}
 PRODUCTS = [n for n, k in DATASETS.items() if k == "products"]
 RUN_TIMEOUT = 300
 
@@ -168,8 +169,10 @@ def test_deployment_runs_demo_on_s3_and_a_consumer_reads_it_through_the_catalog(
         meta = sources[name]["metadata"]
         assert sources[name]["description"], name
         assert meta["version"] == p.version and meta["grid"] == "1deg", name
-        # the drivers are computed for the run's last year (services.driver_years)
-        assert meta["years"] == ([2003, 2003] if name == "services_drivers" else [2000, 2003]), name
+        # the drivers are computed for the run's last year (services.driver_years); the scenarios
+        # hold their target years (2050, 2060)
+        expected = {"services_drivers": [2003, 2003], "scenarios": [2050, 2060]}
+        assert meta["years"] == expected.get(name, [2000, 2003]), name
         assert set(meta["units"]) == set(p.record["variables"]), name
         assert p.version in sources[name]["args"]["urlpath"], name
     assert "storage_options" in sources["nep"]["args"]   # the endpoint, not the keys (test 5)
