@@ -97,8 +97,8 @@ Area larger than eligible
 Only the spatial part knows the eligible area. Definition: ``eligible_ha`` of a measure is the
 true (spherical) area, in ha, of the cells whose land-use code, or its primary class, is in
 ``applies_to`` and that pass its ``eligibility`` rule (:func:`eligibility_mask`) on the land-use
-map the allocation starts from (by default the scenario's first year). An ``area_ha`` request is
-too large when the sum of the ``area_ha`` of every entry of that id exceeds
+map the allocation starts from (by default the run's last year, ``scenarios.allocation_year``).
+An ``area_ha`` request is too large when the sum of the ``area_ha`` of every entry of that id exceeds
 ``eligible_ha × (1 + 1e-6)`` (the tolerance absorbs float rounding of summed cell areas, nothing
 more). The caller computes
 ``eligible_ha`` and calls :func:`check_area` for each id given by area (``projection_inputs`` does

@@ -118,9 +118,14 @@ def allocate_scenario(scenario: Scenario, lulc: xr.DataArray, cov: dict, classes
     land = lulc.notnull() & (lulc > 0)
     free = land.astype("f4")
     fractions, records = [], []
+    # tranches of one measure (an id listed again) share its eligible area: their shares are of
+    # the first tranche's eligible area, and a later tranche goes where earlier ones did not
+    measure_ha: dict[str, float] = {}
+    used: dict[str, xr.DataArray] = {}
+    changed = False                   # whether a land-use change came earlier in the scenario
     for i, sm in enumerate(scenario.measures):
         m = sm.measure
-        rec = {"entry": i, "measure": sm.id, "label": sm.label or sm.id, "mode": sm.mode,
+        rec = {"entry": i, "measure": sm.id, "mode": sm.mode,
                "amount": getattr(sm, sm.mode), "ecosystem": m.ecosystem,
                "converts_to": m.converts_to, "priority": ""}
         if not m.applies_to:
@@ -136,16 +141,19 @@ def allocate_scenario(scenario: Scenario, lulc: xr.DataArray, cov: dict, classes
                             "mapped": False})
             continue
         elig = eligible_share(m, lulc, cov, classes) * free
+        if sm.id in used and sm.mode != "potential_share":
+            elig = (elig - used[sm.id]).clip(min=0.0)
         score, rule = priority(m, cov)
         score = score.where(elig > 0)
         lo, hi, eligible_ha = dask.compute(score.min(), score.max(), (elig * area_ha).sum())
-        lo, hi, eligible_ha = float(lo), float(hi), float(eligible_ha)
+        lo, hi, available_ha = float(lo), float(hi), float(eligible_ha)
+        eligible_ha = measure_ha.setdefault(sm.id, available_ha)
         if sm.mode == "potential_share":
             if not national:
                 raise MeasureError(scenario.source, sm.id, "potential_share",
                                    "a national potential cannot be placed on a study area; "
                                    "give area_ha or share_of_eligible (by its rate)")
-            request = eligible_ha          # spread over all its eligible area
+            request = available_ha         # spread over all its eligible area
         elif sm.mode == "area_ha":
             request = float(sm.area_ha)
         else:
@@ -158,11 +166,13 @@ def allocate_scenario(scenario: Scenario, lulc: xr.DataArray, cov: dict, classes
         try:
             k, f = ksc.allocation_cut(hist, request)
         except ValueError:
-            taken = "" if i == 0 else " (on the share earlier land-use changes left free)"
+            why = [w for w, hit in (("earlier land-use changes", changed),
+                                    ("earlier tranches of the measure", sm.id in used)) if hit]
+            taken = f" (what {' and '.join(why)} left)" if why else ""
             raise MeasureError(scenario.source, sm.id, sm.mode,
-                               f"asks for {request:.6g} ha but only {eligible_ha:.6g} ha are "
+                               f"asks for {request:.6g} ha but only {available_ha:.6g} ha are "
                                f"eligible on the map{taken}") from None
-        if sm.mode == "potential_share" and eligible_ha <= 0:
+        if sm.mode == "potential_share" and available_ha <= 0:
             fractions.append(None)           # none of its classes on the map: national only
             records.append({**rec, "eligible_ha": 0.0, "allocated_ha": np.nan, "mapped": False})
             continue
@@ -173,11 +183,17 @@ def allocate_scenario(scenario: Scenario, lulc: xr.DataArray, cov: dict, classes
             # a national potential has no area of its own: its map spreads it evenly over the
             # eligible area, which it neither takes from other measures nor converts
             rule = "spread evenly over the eligible area (national potential)"
-        elif m.converts_to is not None:
-            free = (free - frac.fillna(0.0)).clip(min=0.0)
+        else:
+            if m.converts_to is not None:
+                free = (free - frac.fillna(0.0)).clip(min=0.0)
+                changed = True
+            else:
+                prev = used.get(sm.id)
+                used[sm.id] = frac.fillna(0.0) if prev is None else prev + frac.fillna(0.0)
+            used.setdefault(sm.id, xr.zeros_like(frac))
         fractions.append(frac)
-        records.append({**rec, "eligible_ha": eligible_ha, "allocated_ha": request,
-                        "priority": rule, "mapped": True})
+        records.append({**rec, "eligible_ha": eligible_ha, "available_ha": available_ha,
+                        "allocated_ha": request, "priority": rule, "mapped": True})
     return fractions, records
 
 
@@ -272,17 +288,28 @@ def cell_area_ha(like: xr.DataArray) -> xr.DataArray:
     return cell_area_da(like, chunks=chunks) * 1e-4
 
 
+def labels(scenario: Scenario) -> list[str]:
+    """The component name of each scenario entry: its label or id, "#2", "#3"... on repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for sm in scenario.measures:
+        base = sm.label or sm.id
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return out
+
+
 def projection_rows(name: str, scenario: Scenario, res: dict, baseline) -> pd.DataFrame:
     """One row per year and component (baseline, each measure entry, total), Gt CO2 a-1."""
     rows = []
-    labels = [sm.label or sm.id for sm in scenario.measures]
+    labels_ = labels(scenario)
     for i, y in enumerate(res["years"]):
         rows.append({"scenario": name, "year": int(y), "component": "baseline",
                      "ecosystem": "", "low": baseline[0], "central": baseline[1],
                      "high": baseline[2]})
         for j, sm in enumerate(scenario.measures):
             lo, c, hi = res["added"][i, j]
-            rows.append({"scenario": name, "year": int(y), "component": labels[j],
+            rows.append({"scenario": name, "year": int(y), "component": labels_[j],
                          "ecosystem": sm.measure.ecosystem, "low": lo, "central": c, "high": hi})
         lo, c, hi = res["totals"][i]
         rows.append({"scenario": name, "year": int(y), "component": "total", "ecosystem": "",

@@ -52,16 +52,6 @@ def _table(ctx: Context, name: str, reader):
     return reader(path or ctx.raw("inputs", name))
 
 
-def _labels(scenario) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for sm in scenario.measures:
-        base = sm.label or sm.id
-        seen[base] = seen.get(base, 0) + 1
-        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
-    return out
-
-
 def _scenarios(ctx: Context) -> Built:
     from .services import storage_product
 
@@ -145,12 +135,12 @@ def _baseline(scen, ctx: Context, n_years: int, domain_name: str):
 
 
 def _dataset(results, lulc, target_years) -> xr.Dataset:
-    labels = list(dict.fromkeys(lab for r in results for lab in _labels(r[0])))
+    labels = list(dict.fromkeys(lab for r in results for lab in sc.labels(r[0])))
     proj_years = sorted({int(y) for r in results for y in r[5]["years"]})
     frac_layers, dens_layers, change_layers = [], [], []
     zero = xr.zeros_like(lulc, dtype="f4").where(lulc.notnull())
     for scen, fractions, _rec, _b, _by, _res, dens, change in results:
-        per = dict(zip(_labels(scen), fractions))
+        per = dict(zip(sc.labels(scen), fractions))
         frac_layers.append(xr.concat([(per.get(lab) if per.get(lab) is not None else zero)
                                       for lab in labels], dim="measure"))
         dens_layers.append(dens if dens is not None else
@@ -180,6 +170,9 @@ def _dataset(results, lulc, target_years) -> xr.Dataset:
         "units": "Gt CO2 yr-1", "long_name": "measured sink plus the scenario's measures"})
     ds["baseline_sink"] = (("scenario", "bound"), base, {
         "units": "Gt CO2 yr-1", "long_name": "the measured sink the measures add to"})
+    # one chunk per scenario in every variable, so the dataset has one chunking per dimension
+    for v in ("total_sink", "baseline_sink"):
+        ds[v] = ds[v].chunk({"scenario": 1})
     return ds
 
 
@@ -192,14 +185,14 @@ def _tables(results, staged: xr.Dataset, regions, domain_name) -> dict[str, byte
         name = scen.name
         proj.append(sc.projection_rows(name, scen, res, base))
         target.append(sc.target_row(name, scen, res, base, base_from))
-        labels = _labels(scen)
+        labels = sc.labels(scen)
         ty = list(scen.target_years)
         idx = [int(np.flatnonzero(res["years"] == y)[0]) for y in ty]
         for j, (rec, sm) in enumerate(zip(records, scen.measures)):
             m = sm.measure
-            row = {"scenario": name, "component": labels[j], **{k: rec[k] for k in (
-                "measure", "ecosystem", "mode", "amount", "eligible_ha", "allocated_ha",
-                "priority", "mapped", "converts_to")},
+            row = {"scenario": name, "component": labels[j], **{k: rec.get(k, np.nan) for k in (
+                "measure", "ecosystem", "mode", "amount", "eligible_ha", "available_ha",
+                "allocated_ha", "priority", "mapped", "converts_to")},
                 "kind": m.kind, "stars_overall": m.stars_overall, "ipcc": m.ipcc,
                 "start_year": sm.start_year, "ramp_years": sm.ramp_years,
                 "saturation_years": sm.saturation_years, "decline_years": sm.decline_years}

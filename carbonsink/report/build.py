@@ -17,7 +17,7 @@ from ..io.names import validate_prefix
 from ..io.store import Published, Store
 from ..zonal import period_summary
 from . import basemap as bmod
-from . import charts, comparison, maps, services
+from . import charts, comparison, maps, scenarios, services
 from .contents import (
     Contents,
     configurations,
@@ -116,7 +116,7 @@ def _lazy_fields(c: Contents, opened: dict, regions, max_cells: int) -> dict:
     lazy = {}
     for name in c.products:
         role = role_of(name)
-        if role == "services":     # services.lazy_fields below
+        if role in ("services", "scenarios"):     # their lazy_fields below
             continue
         ds = opened[name]
         area = area_of(ds, regions)
@@ -148,6 +148,7 @@ def _lazy_fields(c: Contents, opened: dict, regions, max_cells: int) -> dict:
             lazy[f"compare:{i}:{pname}"] = mean_map(annual, area_of(ds, summary),
                                                     max_cells=max_cells)
     lazy.update(services.lazy_fields(c, opened, regions, max_cells))
+    lazy.update(scenarios.lazy_fields(c, opened, regions, max_cells))
     return lazy
 
 
@@ -454,9 +455,10 @@ def build_report(store, out_dir, *, prefix: str = "", client=None,
                 _trends_section(atlas, sec, bm, name, p, fields, tables)
             else:
                 _attribution_section(atlas, sec, bm, name, p, fields, tables)
-    sec = services.section(atlas, bm, c, fields, tables, opened)
-    if sec is not None:
-        sections.append(sec)
+    for part in (services, scenarios):
+        sec = part.section(atlas, bm, c, fields, tables, opened)
+        if sec is not None:
+            sections.append(sec)
     for i, comp in enumerate(c.comparisons):
         sec = Section(f"comparison-{i}", f"Bottom-up vs top-down: {comp.summary.name}",
                       esc(comp.summary.record.get("description", "")))

@@ -16,7 +16,7 @@ from ..io.store import Published, Store
 from ..kernels.respiration import RH_MODELS
 from .page import scrub
 
-ORDER = ("nep", "karst", "sink", "trends", "attribution", "services")
+ORDER = ("nep", "karst", "sink", "trends", "attribution", "services", "scenarios")
 
 
 class ReportError(ValueError):
@@ -35,6 +35,8 @@ def role_of(name: str) -> str | None:
         return "attribution"
     if name.startswith("services_"):
         return "services"
+    if name == "scenarios":
+        return "scenarios"
     return None
 
 
