@@ -280,8 +280,13 @@ def domain_land(cfg: RunConfig):
 
 
 def synthetic_basins(cfg: RunConfig):
-    """The demo's synthetic river basins on the run's domain."""
-    return make_basins(cfg.grid_obj(), seed=cfg.seed, land=domain_land(cfg))
+    """The demo's synthetic river basins on the run's domain: 40, or a third of the domain's land
+    cells when it has fewer than 120 (a province at 1°)."""
+    land = domain_land(cfg)
+    import numpy as np
+
+    n = 40 if land is None else int(max(1, min(40, int((np.asarray(land) > 0).sum()) // 3)))
+    return make_basins(cfg.grid_obj(), n_basins=n, seed=cfg.seed, land=land)
 
 
 def regions_name(inputs: str) -> str:

@@ -420,6 +420,15 @@ def _basin_sites(n_basins: int, seed: int, coarse: Grid | None = None,
     interior[:-1] &= land[1:]
     interior[:, 1:] &= land[:, :-1]
     interior[:, :-1] &= land[:, 1:]
+    # a small domain (a province at 1°) has few interior cells: sites go on any of its land cells,
+    # one per cell, so that every basin keeps at least its site's cell
+    small = int(interior.sum()) < 3 * n_basins
+    if small:
+        interior = land.copy()
+        if int(interior.sum()) < n_basins:
+            raise RuntimeError(f"{n_basins} basins do not fit in the {int(interior.sum())} land "
+                               f"cells of {coarse}")
+    taken = set()
     area_km2 = float((coarse.cell_area() * interior).sum()) / 1e6
     spacing = 0.7 * np.sqrt(area_km2 / n_basins) / (EARTH_RADIUS_M / 1e3)  # radians
     sites, vecs, misses, k = [], [], 0, 0
@@ -431,7 +440,7 @@ def _basin_sites(n_basins: int, seed: int, coarse: Grid | None = None,
         k += 1
         i = min(int((coarse.north - lat) // coarse.res), coarse.nlat - 1)
         j = min(int((lon - coarse.west) // coarse.res), coarse.nlon - 1)
-        if not interior[i, j]:
+        if not interior[i, j] or (small and (i, j) in taken):
             continue
         v = _unit_vectors(lon, lat)
         if vecs and np.arccos(np.clip(np.max(np.asarray(vecs) @ v), -1, 1)) < spacing:
@@ -442,6 +451,7 @@ def _basin_sites(n_basins: int, seed: int, coarse: Grid | None = None,
             continue
         sites.append((float(lon), float(lat)))
         vecs.append(v)
+        taken.add((i, j))
         misses = 0
     return np.asarray(sites)
 
@@ -474,6 +484,15 @@ def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0,
         near = np.argmax(_unit_vectors(lon2, lat2) @ site_vecs.T, axis=-1) + 1
         ids[r0:r1] = np.where(land[r0:r1], near, 0)
     empty = sorted(set(range(1, n_basins + 1)) - set(np.unique(ids).tolist()))
+    if empty and land is not None:
+        # on a small domain a basin's site cell can lie nearer another site (the warped
+        # distance): it keeps that one cell (the sites lie in distinct cells there)
+        for b in empty:
+            i = min(int((grid.north - sites[b - 1, 1]) // grid.res), grid.nlat - 1)
+            j = min(int((sites[b - 1, 0] - grid.west) // grid.res), grid.nlon - 1)
+            if land[i, j]:
+                ids[i, j] = b
+        empty = sorted(set(range(1, n_basins + 1)) - set(np.unique(ids).tolist()))
     if empty:
         raise RuntimeError(f"basins {empty} have no cell on grid {grid.name}")
     names = [f"basin_{b:02d}" for b in range(1, n_basins + 1)]
