@@ -144,17 +144,28 @@ def allocate_scenario(scenario: Scenario, lulc: xr.DataArray, cov: dict, classes
         if sm.id in used and sm.mode != "potential_share":
             elig = (elig - used[sm.id]).clip(min=0.0)
         score, rule = priority(m, cov)
-        score = score.where(elig > 0)
-        lo, hi, eligible_ha = dask.compute(score.min(), score.max(), (elig * area_ha).sum())
-        lo, hi, available_ha = float(lo), float(hi), float(eligible_ha)
-        eligible_ha = measure_ha.setdefault(sm.id, available_ha)
         if sm.mode == "potential_share":
+            # a national potential has no area of its own: its map spreads it evenly over the
+            # eligible area, which it neither takes from other measures nor converts
             if not national:
                 raise MeasureError(scenario.source, sm.id, "potential_share",
                                    "a national potential cannot be placed on a study area; "
                                    "give area_ha or share_of_eligible (by its rate)")
-            request = available_ha         # spread over all its eligible area
-        elif sm.mode == "area_ha":
+            (available_ha,) = dask.compute((elig * area_ha).sum())
+            available_ha = float(available_ha)
+            mapped = available_ha > 0        # none of its classes on the map: national only
+            fractions.append(elig.where(lulc.notnull()).astype("f4") if mapped else None)
+            records.append({**rec, "eligible_ha": measure_ha.setdefault(sm.id, available_ha),
+                            "available_ha": available_ha,
+                            "allocated_ha": available_ha if mapped else np.nan,
+                            "priority": "spread evenly over the eligible area (national "
+                            "potential)" if mapped else "", "mapped": mapped})
+            continue
+        score = score.where(elig > 0)
+        lo, hi, eligible_ha = dask.compute(score.min(), score.max(), (elig * area_ha).sum())
+        lo, hi, available_ha = float(lo), float(hi), float(eligible_ha)
+        eligible_ha = measure_ha.setdefault(sm.id, available_ha)
+        if sm.mode == "area_ha":
             request = float(sm.area_ha)
         else:
             request = float(sm.share_of_eligible) * eligible_ha
@@ -172,25 +183,17 @@ def allocate_scenario(scenario: Scenario, lulc: xr.DataArray, cov: dict, classes
             raise MeasureError(scenario.source, sm.id, sm.mode,
                                f"asks for {request:.6g} ha but only {available_ha:.6g} ha are "
                                f"eligible on the map{taken}") from None
-        if sm.mode == "potential_share" and available_ha <= 0:
-            fractions.append(None)           # none of its classes on the map: national only
-            records.append({**rec, "eligible_ha": 0.0, "allocated_ha": np.nan, "mapped": False})
-            continue
         frac = xr.apply_ufunc(ksc.allocate, bins, elig, kwargs={"k": k, "f": f},
                               dask="parallelized", output_dtypes=["f8"])
-        frac = frac.where(lulc.notnull()).astype("f4")
-        if sm.mode == "potential_share":
-            # a national potential has no area of its own: its map spreads it evenly over the
-            # eligible area, which it neither takes from other measures nor converts
-            rule = "spread evenly over the eligible area (national potential)"
+        # kept on the workers: the later measures' eligible shares are computed from it
+        frac = frac.where(lulc.notnull()).astype("f4").persist()
+        if m.converts_to is not None:
+            free = (free - frac.fillna(0.0)).clip(min=0.0)
+            changed = True
         else:
-            if m.converts_to is not None:
-                free = (free - frac.fillna(0.0)).clip(min=0.0)
-                changed = True
-            else:
-                prev = used.get(sm.id)
-                used[sm.id] = frac.fillna(0.0) if prev is None else prev + frac.fillna(0.0)
-            used.setdefault(sm.id, xr.zeros_like(frac))
+            prev = used.get(sm.id)
+            used[sm.id] = frac.fillna(0.0) if prev is None else prev + frac.fillna(0.0)
+        used.setdefault(sm.id, xr.zeros_like(frac))
         fractions.append(frac)
         records.append({**rec, "eligible_ha": eligible_ha, "available_ha": available_ha,
                         "allocated_ha": request, "priority": rule, "mapped": True})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -73,6 +74,10 @@ def _scenarios(ctx: Context) -> Built:
     area_ha = sc.cell_area_ha(lulc)
     c_total = storage_product(lulc.expand_dims(year=[year]), pools, classes)["c_total"].isel(
         year=0, drop=True)
+    # every measure of every scenario reads these maps: computed once, kept on the workers
+    # (a few 2-D fields, not a cube)
+    lulc, c_total, *covs = dask.persist(lulc, c_total, *cov.values())
+    cov = dict(zip(cov, covs))
 
     loaded = [load_scenario(f, catalogue) for f in s.scenario_files()]
     names = [x.name for x in loaded]

@@ -228,6 +228,10 @@ def start_dask_cluster(tmp: Path, procs: _Procs, extra_env: dict[str, str] | Non
     sched_file = tmp / "scheduler.json"
     env = {**_clean_env(), **(extra_env or {})}
     env["PYTHONUNBUFFERED"] = "1"
+    # tests read what ran from the workers' task logs (``dask_worker.state.log``), which keep only
+    # the last `low-level-log-length` events (1000 by default): a demo with more products pushed
+    # its first zarr writes out of that window. Keep the whole run's events.
+    env["DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH"] = "500000"
     # belt and braces should this pytest process be SIGKILLed (no teardown): an idle scheduler
     # exits after 15 min and workers exit 60 s after losing it
     sched_env = {**env, "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": "900s"}
