@@ -2,17 +2,16 @@
 and a store with only some products — figures checked against the products and tables they draw,
 and the page opened in a real headless browser (Debian's chromium) from a file:// URL, offline."""
 import json
-import os
 import shutil
 import socket
-import subprocess
 import xml.etree.ElementTree as ET
 from html import unescape
-from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
+
+import _atlas_browser as B
 from click.testing import CliRunner
 from PIL import Image
 
@@ -214,49 +213,20 @@ def test_random_forest_figure_draws_out_of_fold_predictions_or_fold_scores():
     assert meta["importances"] == {"tas": 0.4, "pr": 0.6}
 
 
-def _status(dom: str) -> dict:
-    """The attributes of the page's #atlas-status element in a dumped DOM."""
-    found = {}
-
-    class Parser(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            attrs = dict(attrs)
-            if attrs.get("id") == "atlas-status":
-                found.update(attrs)
-    Parser().feed(dom)
-    return found
-
-
-def _chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_atlas_opens_in_a_headless_browser(china, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
     _, out, _, manifest = china
-    url = (out / "index.html").resolve().as_uri()
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}", "--disable-background-networking",
-             "--disable-component-update", "--proxy-server=127.0.0.1:9",   # nothing leaves
-             "--enable-logging=stderr", "--v=1", "--virtual-time-budget=15000"]
-    env = {**os.environ, "HOME": str(tmp_path)}
-    r = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120,
-                       env=env, check=False)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = B.dump_dom(out / "index.html", tmp_path, "--enable-logging=stderr", "--v=1")
     console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
     assert not console, console
-    status = _status(r.stdout)
+    status = B.status(r.stdout)
     assert status.get("data-loaded") == "1", status
     images, errors = json.loads(status["data-images"]), json.loads(status["data-errors"])
     assert errors == []
     assert len(images) == len(manifest["figures"])
     assert all(i["complete"] and i["width"] > 0 and i["height"] > 0 for i in images), images
     shot = tmp_path / "atlas.png"
-    r = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400",
-                        "--hide-scrollbars", url], capture_output=True, text=True, timeout=120,
-                       env=env, check=False)
+    r = B.run(out / "index.html", tmp_path, f"--screenshot={shot}", "--window-size=1280,2400",
+              "--hide-scrollbars")
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
     with Image.open(shot) as im:
         assert im.size == (1280, 2400)
