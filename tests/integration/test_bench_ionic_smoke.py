@@ -15,7 +15,8 @@ import pytest
 from carbonsink.io.store import Store
 from _bench import benchmark_module
 
-pytestmark = pytest.mark.integration
+# the benchmark script end to end at 1° (about 20 s): `pytest -m slow`, to keep CI under 30 min
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STAGES = ("inputs", "predictors", "train", "predict")
 ROW = re.compile(r"^(inputs|predictors|train|predict)?\s+(?:([\d.]+)\s+([\d,]+|—)\s+)?"

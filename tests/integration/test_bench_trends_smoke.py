@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from _bench import benchmark_module
 
-pytestmark = pytest.mark.integration
+# the benchmark script end to end at 1° (about 20 s): `pytest -m slow`, to keep CI under 30 min
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 TREND_ROWS = ("carbonsink compute_trends", "carbonsink ols_trend kernel",

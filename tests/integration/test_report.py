@@ -306,12 +306,14 @@ def test_maps_of_large_grids_are_area_weighted_block_means_computed_on_the_clust
     assert "from 4×4-cell area-weighted block means" in _fig(manifest, "nep_mean_map")["caption"]
 
 
-def test_demo_ends_with_the_atlas(tmp_path):
-    """`carbonsink demo --atlas DIR` writes the run's atlas on the run's cluster at the end."""
+def test_demo_ends_with_the_atlas(china, tmp_path):
+    """`carbonsink demo --atlas DIR` writes the run's atlas on the run's cluster at the end (on a
+    copy of the module's store: the demo reuses what is there, computes nep_pei, then draws)."""
     store, out = tmp_path / "store", tmp_path / "atlas"
+    shutil.copytree(china[0], store)
     r = CliRunner().invoke(main, ["demo", "--store", str(store), "--resolution", "1",
-                                  "--years", "2000-2005", "--workers", "1", "--no-progress",
-                                  "--atlas", str(out)])
+                                  "--years", f"{YEARS[0]}-{YEARS[1]}", "--workers", "1",
+                                  "--no-progress", "--atlas", str(out)])
     assert r.exit_code == 0, r.output + str(r.exception)
     assert f"atlas: {(out / 'index.html').resolve().as_uri()}" in r.output
     assert (out / "index.html").exists() and list((out / "figures").glob("*.svg"))

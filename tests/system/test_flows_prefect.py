@@ -32,7 +32,10 @@ import numpy as np
 import pytest
 import yaml
 
-pytestmark = pytest.mark.system
+# The whole module (the Prefect deployment demo on S3, its rerun, secrets, the S3 outage and the
+# killed worker: about 10 minutes on 2 cores) runs with `pytest -m slow`: with the services and
+# scenarios in every demo the default run no longer fit CI's 30 minutes with it
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 YEARS = "2000-2003"
 POOL = "carbonsink"
@@ -305,9 +308,6 @@ def outage(demo_run, deployments, moto_s3, prefect_dask_cluster, s3_gate, tmp_pa
             "tasks": task_states(deployments.server, fr.id)}
 
 
-# about 4 minutes together (an outage run, then a rerun with a killed worker): kept out of
-# the default run so that CI stays under 30 minutes; `pytest -m slow` runs them
-@pytest.mark.slow
 def test_s3_outage_during_publish_fails_the_run_and_never_shows_a_partial_version(
         outage, moto_s3):
     fr = outage["flow_run"]
@@ -333,9 +333,6 @@ def test_s3_outage_during_publish_fails_the_run_and_never_shows_a_partial_versio
 
 
 # --- 4. the rerun resumes, while a worker is killed mid-compute ------------------------------------
-# about 4 minutes together (an outage run, then a rerun with a killed worker): kept out of
-# the default run so that CI stays under 30 minutes; `pytest -m slow` runs them
-@pytest.mark.slow
 def test_rerun_after_the_outage_resumes_and_survives_a_killed_worker_identical_to_a_clean_run(
         outage, demo_run, deployments, moto_s3, prefect_dask_cluster):
     """The monthly update (compute flow) over the store the failed run left: products complete
