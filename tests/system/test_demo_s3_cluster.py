@@ -19,7 +19,9 @@ import pytest
 import yaml
 from _checks import assert_identical_values
 
-pytestmark = pytest.mark.system
+# the demo CLI on s3:// with an external 2-worker cluster (about 4-5 minutes on 2 cores): with
+# `pytest -m slow`, so that CI stays under 30 minutes (see README "Tests and benchmarks")
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 CLI = Path(sys.executable).parent / "carbonsink"
 YEARS = (2000, 2003)
