@@ -117,11 +117,31 @@ def province_geometry(english: str):
 
 
 def _rasterize(shapes_values, grid: Grid) -> np.ndarray:
+    """int16 (lat, lon) codes of (geometry, value) pairs on ``grid`` (cell centres inside).
+
+    Each geometry is first clipped to the grid's box plus two cells (GEOS, in C): rasterio walks a
+    shape's every vertex in Python (``__geo_interface__``), so a 1 km tile of China would otherwise
+    pay for all of China's province outlines (~0.6 s a tile, 2 900 tiles). The clip only adds edges
+    outside the grid, so every cell centre gets the value it gets from the whole shape."""
+    import shapely
     from affine import Affine
     from rasterio import features
 
+    m = 2 * grid.res
+    box = (grid.west - m, grid.south - m, grid.east + m, grid.north + m)
+    clipped = []
+    for geom, value in shapes_values:
+        if not shapely.intersects(shapely.box(*box), geom):
+            continue
+        b = geom.bounds
+        inside = b[0] >= box[0] and b[1] >= box[1] and b[2] <= box[2] and b[3] <= box[3]
+        part = geom if inside else shapely.clip_by_rect(geom, *box)
+        if not part.is_empty:
+            clipped.append((part, value))
+    if not clipped:
+        return np.zeros(grid.shape, dtype="int16")
     return features.rasterize(
-        shapes_values, out_shape=grid.shape, transform=Affine.from_gdal(
+        clipped, out_shape=grid.shape, transform=Affine.from_gdal(
             grid.west, grid.res, 0.0, grid.north, 0.0, -grid.res),
         fill=0, dtype="int16", all_touched=False)
 
