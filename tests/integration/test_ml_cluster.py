@@ -1,6 +1,7 @@
 """The ionic-strength random forest end to end on synthetic 1° China, 2000–2004 (SCIENCE.md §3):
 synthetic basins and ion table → basin predictors (flox) → 10-fold CV training → block-wise
-prediction on a real 2-process LocalCluster, equal to the in-process result, without gathering."""
+prediction on a real 2-process LocalCluster with the compiled forest (scikit-learn's predictions
+exactly), equal to the in-process result, without gathering."""
 from __future__ import annotations
 
 import pickle
@@ -103,21 +104,34 @@ def test_training_scores(model, table):
     assert 0.0 < model.cv_rmse < 0.02
     assert model.n_rows == len(table)
     assert sum(model.feature_importances.values()) == pytest.approx(1.0)
+    # the forest size was chosen by the 10-fold CV, on the ladder
+    sizes = [k for k, _ in model.n_estimators_cv]
+    assert sizes == list(ml.RF_SIZE_LADDER) and model.rf_params["n_estimators"] in sizes
+    assert dict(model.n_estimators_cv)[model.rf_params["n_estimators"]] == model.cv_r2
     print(f"\n1° CV R² {model.cv_r2:.3f}, RMSE {model.cv_rmse:.4f} mol L-1, importances "
-          f"{ {k: round(v, 3) for k, v in model.feature_importances.items()} }")
+          f"{ {k: round(v, 3) for k, v in model.feature_importances.items()} }, "
+          f"{model.rf_params['n_estimators']} trees; CV R² by size "
+          f"{ {k: round(r2, 4) for k, r2 in model.n_estimators_cv} }")
 
 
 def test_predict_on_cluster_equals_in_process(model, lazy_inputs, predictors, basins):
     from distributed import Client, LocalCluster, wait
 
-    # in process first (no client active): the model is one dask.delayed key of the graph
+    # in process first (no client active): the flattened forest is one dask.delayed key of the
+    # graph
     local = ml.predict_ionic_strength(model, lazy_inputs)
     assert local.data.npartitions == 12
-    model_bytes = len(pickle.dumps(model))
+    forest_bytes = len(pickle.dumps(model.flat_forest))
     graph = dict(local.__dask_graph__())
-    assert model_bytes > 300_000                               # a 100-tree forest is big ...
-    assert len(cloudpickle.dumps(graph)) < model_bytes + 200_000   # ... and in the graph once
+    assert forest_bytes > 300_000                              # a forest is big ...
+    assert len(cloudpickle.dumps(graph)) < forest_bytes + 200_000  # ... and in the graph once
+    assert forest_bytes < 0.5 * len(pickle.dumps(model))      # and smaller than the model
     expected = local.compute(scheduler="threads").values
+    # the compiled forest gives scikit-learn's predictions exactly
+    fields = ml.annual_predictors(lazy_inputs).compute()
+    x = np.stack([fields[p].values for p in ml.PREDICTORS], axis=-1)
+    land = np.broadcast_to(lazy_inputs.land_mask.values > 0, expected.shape)
+    np.testing.assert_array_equal(expected[land], model.predict(x[land]).astype("f4"))
 
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
@@ -127,10 +141,10 @@ def test_predict_on_cluster_equals_in_process(model, lazy_inputs, predictors, ba
                                    predictors[list(ml.PREDICTORS)].to_numpy(), rtol=1e-6)
 
         pred = ml.predict_ionic_strength(model, lazy_inputs)
-        # the model was scattered to both workers, not put in the graph
+        # the flattened forest was scattered to both workers, not put in the graph
         assert len(cloudpickle.dumps(dict(pred.__dask_graph__()))) < 100_000
         holders = client.who_has()
-        model_keys = [k for k in holders if str(k).startswith("IonicStrengthModel-")]
+        model_keys = [k for k in holders if str(k).startswith("FlatForest-")]
         assert len(model_keys) == 1 and len(holders[model_keys[0]]) == 2
 
         # persisted: the result stays on the workers as 12 chunk-sized pieces

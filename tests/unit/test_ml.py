@@ -260,7 +260,8 @@ def test_predict_blockwise_matches_model(fitted):
     x = np.stack([fields[p].values for p in ml.PREDICTORS], axis=-1)
     land = np.broadcast_to(ds.land_mask.values > 0, v.shape)
     assert np.isnan(v[~land]).all() and np.isfinite(v[land]).all()
-    np.testing.assert_allclose(v[land], model.predict(x[land]).astype("f4"), rtol=1e-6)
+    # the compiled forest on float32 pixels: exactly scikit-learn's prediction
+    np.testing.assert_array_equal(v[land], model.predict(x[land]).astype("f4"))
 
 
 def _basin_memoriser(n_basins=30, n_years=8, seed=4):
@@ -298,3 +299,107 @@ def test_basin_cross_validation_holds_whole_basins_out():
                                 n_estimators=5)
     with pytest.raises(ValueError, match="cv must be one of"):
         ml.train_ionic_strength(table, pred, n_splits=5, cv="loo")
+
+
+# ---- forest size chosen by cross-validation ---------------------------------------------------
+def test_choose_forest_size_takes_where_the_curve_stays_in_the_band():
+    curve = ((10, 0.80), (20, 0.838), (30, 0.834), (50, 0.839), (100, 0.840), (300, 0.8405))
+    assert ml.choose_forest_size(curve, 0.002) == 50     # 20 is a bump: 30 falls out again
+    assert ml.choose_forest_size(curve, 0.01) == 20
+    assert ml.choose_forest_size(curve, 0.0) == 300
+    assert ml.choose_forest_size(((7, 0.5),), 0.002) == 7
+
+
+@pytest.fixture(scope="module")
+def sized():
+    table, pred, _ = _known(n=150, seed=2)
+    ladder = (5, 10, 20, 40)
+    auto = ml.train_ionic_strength(table, pred, n_splits=5, seed=1, size_ladder=ladder)
+    return table, pred, ladder, auto
+
+
+def test_forest_size_by_cv_equals_a_forest_of_that_size(sized):
+    """The CV curve's k-tree scores come from the first k trees of each fold's largest forest;
+    they, the leave-basins-out scores and the final forest equal those of training with
+    n_estimators=k given."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold
+
+    table, pred, ladder, auto = sized
+    k = auto.rf_params["n_estimators"]
+    assert [s for s, _ in auto.n_estimators_cv] == list(ladder) and k in ladder
+    assert k == ml.choose_forest_size(auto.n_estimators_cv, ml.RF_SIZE_TOLERANCE)
+    assert auto.n_estimators_tolerance == ml.RF_SIZE_TOLERANCE
+    assert dict(auto.n_estimators_cv)[k] == auto.cv_r2
+    fixed = ml.train_ionic_strength(table, pred, n_splits=5, seed=1, n_estimators=k)
+    assert fixed.n_estimators_cv == () and np.isnan(fixed.n_estimators_tolerance)
+    assert (auto.cv_r2, auto.cv_rmse, auto.cv_r2_folds) == (fixed.cv_r2, fixed.cv_rmse,
+                                                           fixed.cv_r2_folds)
+    assert (auto.basin_cv_r2, auto.basin_cv_rmse) == (fixed.basin_cv_r2, fixed.basin_cv_rmse)
+    x = pred[list(ml.PREDICTORS)].to_numpy()
+    np.testing.assert_array_equal(auto.predict(x), fixed.predict(x))
+    # every point of the curve is the pooled out-of-fold R² of a plain sklearn forest of that size
+    frame = ml._training_frame(table, pred, 5, False, None)
+    xf, y = frame[list(ml.PREDICTORS)].to_numpy(dtype="f8"), ml.ionic_strength_of(frame)
+    for size, r2 in auto.n_estimators_cv:
+        oof = np.empty_like(y)
+        for train, test in KFold(5, shuffle=True, random_state=1).split(xf):
+            rf = RandomForestRegressor(n_estimators=size, random_state=1,
+                                       **ml.DEFAULT_RF_PARAMS).fit(xf[train], y[train])
+            oof[test] = rf.predict(xf[test])
+        assert r2_score(y, oof) == r2, size
+        if size == k:
+            np.testing.assert_array_equal(auto.cv_predictions["predicted"], oof)
+
+
+def test_forest_size_in_attrs(sized):
+    auto = sized[-1]
+    attrs = auto.to_attrs()
+    assert json.loads(json.dumps(attrs, allow_nan=False)) == attrs
+    assert attrs["ionic_strength_rf_n_estimators"] == auto.rf_params["n_estimators"]
+    assert attrs["ionic_strength_rf_size_choice"] == "cv"
+    assert attrs["ionic_strength_rf_size_tolerance"] == ml.RF_SIZE_TOLERANCE
+    pairs = [p.split(":") for p in attrs["ionic_strength_rf_size_cv"].split()]
+    assert [int(k) for k, _ in pairs] == [5, 10, 20, 40]
+    assert [float(r) for _, r in pairs] == pytest.approx([r for _, r in auto.n_estimators_cv],
+                                                         abs=1e-5)
+
+
+def test_forest_size_basin_scheme_and_bad_ladder():
+    table, pred = _basin_memoriser(n_basins=12, n_years=5)
+    m = ml.train_ionic_strength(table, pred, n_splits=4, seed=0, cv="basin", size_ladder=(4, 8))
+    assert m.cv == "basin" and m.rf_params["n_estimators"] in (4, 8)
+    assert dict(m.n_estimators_cv)[m.rf_params["n_estimators"]] == m.cv_r2 == m.basin_cv_r2
+    with pytest.raises(ValueError, match="size_ladder must be positive integers"):
+        ml.train_ionic_strength(table, pred, n_splits=4, size_ladder=(0, 5))
+
+
+def test_flat_forest_cached_not_pickled(sized):
+    import pickle
+
+    auto = sized[-1]
+    flat = auto.flat_forest
+    assert auto.flat_forest is flat and flat.n_trees == auto.rf_params["n_estimators"]
+    data = pickle.dumps(auto)
+    assert b"FlatForest" not in data
+    back = pickle.loads(data)
+    assert "_flat_forest" not in back.__dict__ and back.to_attrs() == auto.to_attrs()
+    x = sized[1][list(ml.PREDICTORS)].to_numpy()
+    np.testing.assert_array_equal(back.predict(x), auto.predict(x))
+
+
+def test_model_pickled_before_forest_size_loads(fitted, tmp_path):
+    """A model file written before n_estimators_cv existed (its state lacks the new fields)."""
+    model = fitted[0]
+    old = ml.IonicStrengthModel.__new__(ml.IonicStrengthModel)
+    old.__dict__.update({k: v for k, v in model.__dict__.items()
+                         if k not in ("n_estimators_cv", "n_estimators_tolerance", "_flat_forest")})
+    store = Store(str(tmp_path))
+    store.write_bytes("old.joblib", ml.model_bytes(old))
+    back = ml.load_model(store, "old.joblib")
+    assert back.n_estimators_cv == () and np.isnan(back.n_estimators_tolerance)
+    assert back.to_attrs()["ionic_strength_rf_size_choice"] == "given"
+    ds = _grid_inputs()
+    v = ml.predict_ionic_strength(back, ds, client=None).compute(scheduler="sync").values
+    assert np.isfinite(v[:, 5:30, 5:55]).all()
