@@ -23,15 +23,15 @@ Seed 003 names the prevailing wind but publishes no algorithm; this is carbonsin
    visits each cell at most once, and a parcel on a loop is absorbed or exhausts the loop's capacity
    within one lap. Mass balance: Σ S = absorbed + exported + unabsorbed to rounding (each split of a
    parcel is a − b and b, so the error is a few ulp per step; tested to 1e-12 relative).
-4. Origins (``regions``): per-origin-region tracer masses are stepped together with the total,
-   ``region_batch`` regions at a time (a batch re-runs the cheap total routing, so memory stays at
-   (2 × batch + ~10) grids whatever the number of regions; time grows with regions / batch). The
-   flow matrix M[i, j] is the surplus of region i absorbed in region j; the last row and column
-   are cells of no listed region.
+4. Origins (``regions``): every surplus cell's own parcel moves in lockstep with the merged
+   masses and is absorbed at each cell it reaches at the share the cell absorbs of its whole inflow
+   of that step (the same decision for every parcel arriving together), so the origin of every
+   absorbed, exported or unabsorbed tonne is known in one pass. The flow matrix M[i, j] is the
+   surplus of region i absorbed in region j; the last row and column are cells of no listed region.
 
-Scale: the loops are serial numba over the cells that hold mass (an active list), not over the
-grid; all China at 0.05° (740 × 1260 = 0.93 M cells) routes in seconds and needs ~10 grids of
-float64/int64 (≈ 75 MB) plus 2 × batch grids for origin tracking.
+Scale: the loops are serial numba over the cells that hold mass (an active list) and over the live
+parcels, not over the grid; all China at 0.05° (740 × 1260 = 0.93 M cells) routes with origins in
+about a second and needs ~12 grids of float64/int64 (≈ 90 MB) plus 3 words per surplus cell.
 
 1 km: the routing is global — a parcel may cross the whole domain, so tiles would need one halo
 exchange per step (thousands of rounds) — and the wind that drives it (reanalysis, ≈ 0.25°) has no
@@ -227,11 +227,12 @@ def _cycles(nxt, valid):
 
 
 @njit(cache=True)
-def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, r0, nb, nreg):
+def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, nreg, track):
     n = surplus.size
     spare = spare0.copy()
     transit = np.zeros(n)
     incoming = np.zeros(n)
+    frac_at = np.zeros(n)           # share absorbed by each cell reached at the current step
     absorbed = np.zeros(n)
     throughput = np.zeros(n)
     exported_from = np.zeros(n)
@@ -240,8 +241,6 @@ def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, r0, 
     trapped = 0.0
     act = np.empty(n, dtype=np.int64)
     nl = np.empty(n, dtype=np.int64)
-    tr = np.zeros((n, nb))          # tracers: mass in transit from origin region r0 + b
-    tr_in = np.zeros((n, nb))
     matrix = np.zeros((nreg + 1, nreg + 1))
     exp_origin = np.zeros((nreg + 1, 4))
     unabs_origin = np.zeros(nreg + 1)
@@ -255,9 +254,15 @@ def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, r0, 
             transit[i] = surplus[i]
             act[n_act] = i
             n_act += 1
-            b = origin[i] - r0
-            if 0 <= b < nb:
-                tr[i, b] = surplus[i]
+    # origin tracking: one parcel per surplus cell, moved in lockstep with the merged masses and
+    # absorbed at the same share as the cell's whole inflow of that step
+    n_par = n_act if track else 0
+    ppos = act[:n_par].copy()
+    pmass = np.empty(n_par)
+    porig = np.empty(n_par, dtype=np.int64)
+    for q in range(n_par):
+        pmass[q] = surplus[ppos[q]]
+        porig[q] = origin[ppos[q]]
     steps = 0
     while n_act > 0 and (max_steps < 0 or steps < max_steps):
         steps += 1
@@ -270,9 +275,6 @@ def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, r0, 
             if j == -1 or (cid[i] >= 0 and open_cells[cid[i]] == 0):
                 unabsorbed[i] += m          # calm, or a closed loop without capacity: stuck
                 trapped += m
-                for b in range(nb):
-                    unabs_origin[r0 + b] += tr[i, b]
-                    tr[i, b] = 0.0
             elif j < -1:
                 kind = -2 - j
                 exported_from[i] += m
@@ -281,22 +283,33 @@ def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, r0, 
                 else:
                     exported[_SPLIT[kind - 4, 0]] += 0.5 * m
                     exported[_SPLIT[kind - 4, 1]] += 0.5 * m
-                for b in range(nb):
-                    x = tr[i, b]
-                    tr[i, b] = 0.0
-                    if kind < 4:
-                        exp_origin[r0 + b, kind] += x
-                    else:
-                        exp_origin[r0 + b, _SPLIT[kind - 4, 0]] += 0.5 * x
-                        exp_origin[r0 + b, _SPLIT[kind - 4, 1]] += 0.5 * x
             else:
                 if incoming[j] == 0.0:
                     nl[n_next] = j
                     n_next += 1
                 incoming[j] += m
-                for b in range(nb):
-                    tr_in[j, b] += tr[i, b]
-                    tr[i, b] = 0.0
+        # parcels take the same decisions (open_cells is unchanged until the absorption below)
+        w = 0
+        for q in range(n_par):
+            i = ppos[q]
+            x = pmass[q]
+            o = porig[q]
+            j = nxt[i]
+            if j == -1 or (cid[i] >= 0 and open_cells[cid[i]] == 0):
+                unabs_origin[o] += x
+            elif j < -1:
+                kind = -2 - j
+                if kind < 4:
+                    exp_origin[o, kind] += x
+                else:
+                    exp_origin[o, _SPLIT[kind - 4, 0]] += 0.5 * x
+                    exp_origin[o, _SPLIT[kind - 4, 1]] += 0.5 * x
+            else:
+                ppos[w] = j
+                pmass[w] = x
+                porig[w] = o
+                w += 1
+        n_par = w
         n_act = 0
         for k in range(n_next):
             j = nl[k]
@@ -315,31 +328,38 @@ def _route(surplus, spare0, valid, nxt, cid, ncyc, max_steps, origin, dest, r0, 
                     a = inc
                     spare[j] = cap - inc
             absorbed[j] += a
+            frac_at[j] = a / inc
             rem = inc - a
-            frac = a / inc
-            for b in range(nb):
-                x = tr_in[j, b]
-                tr_in[j, b] = 0.0
-                ab = x * frac
-                matrix[r0 + b, dest[j]] += ab
-                tr[j, b] = x - ab
             if rem > 0.0:
                 transit[j] = rem
                 act[n_act] = j
                 n_act += 1
+        # a cell that kept nothing absorbed all (a == inc, share exactly 1): its parcels end
+        w = 0
+        for q in range(n_par):
+            j = ppos[q]
+            x = pmass[q]
+            ab = x * frac_at[j]
+            matrix[porig[q], dest[j]] += ab
+            if x - ab > 0.0:
+                pmass[w] = x - ab
+                ppos[w] = j
+                porig[w] = porig[q]
+                w += 1
+        n_par = w
     left = 0.0
     for k in range(n_act):
         i = act[k]
         unabsorbed[i] += transit[i]
         left += transit[i]
-        for b in range(nb):
-            unabs_origin[r0 + b] += tr[i, b]
+    for q in range(n_par):
+        unabs_origin[porig[q]] += pmass[q]
     return (absorbed, throughput, exported_from, unabsorbed, exported, trapped, left, steps,
             matrix, exp_origin, unabs_origin)
 
 
 def route_surplus(surplus, spare, sector, *, regions=None, region_codes=None, max_steps=None,
-                  north_up: bool = True, region_batch: int = 8) -> dict:
+                  north_up: bool = True) -> dict:
     """Route surplus S downwind onto spare capacity K' (module docstring for the definition).
 
     ``surplus``, ``spare`` (ny, nx) ≥ 0 in one unit (t C per cell); NaN in either marks cells outside
@@ -391,7 +411,8 @@ def route_surplus(surplus, spare, sector, *, regions=None, region_codes=None, ma
         nreg = codes.size
         idx = np.where(codes[order][pos] == rmap, order[pos], nreg).astype(np.int64)
 
-    res = _route(sflat, kflat, vflat, nxt, cid, ncyc, steps_arg, idx, idx, 0, 0, nreg)
+    res = _route(sflat, kflat, vflat, nxt, cid, ncyc, steps_arg, idx, idx, nreg,
+                 regions is not None)
     absorbed, throughput, exported_from, unabsorbed, exported, trapped, in_transit, steps = res[:8]
     shape = (ny, nx)
     out = {
@@ -405,18 +426,6 @@ def route_surplus(surplus, spare, sector, *, regions=None, region_codes=None, ma
     for name in ("absorbed", "throughput", "exported_from", "unabsorbed"):
         out[name][~valid] = np.nan
     if regions is not None:
-        matrix = np.zeros((nreg + 1, nreg + 1))
-        exp_o = np.zeros((nreg + 1, 4))
-        un_o = np.zeros(nreg + 1)
-        batch = max(1, int(region_batch))
-        for r0 in range(0, nreg + 1, batch):
-            nb = min(batch, nreg + 1 - r0)
-            if not np.any(sflat[(idx >= r0) & (idx < r0 + nb)] > 0):
-                continue
-            part = _route(sflat, kflat, vflat, nxt, cid, ncyc, steps_arg, idx, idx, r0, nb, nreg)
-            matrix += part[8]
-            exp_o += part[9]
-            un_o += part[10]
-        out.update(flow_matrix=matrix, exported_by_origin=exp_o, unabsorbed_by_origin=un_o,
+        out.update(flow_matrix=res[8], exported_by_origin=res[9], unabsorbed_by_origin=res[10],
                    surplus_by_origin=np.bincount(idx, weights=sflat, minlength=nreg + 1))
     return out

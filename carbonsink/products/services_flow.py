@@ -7,9 +7,10 @@ clipped at 0; the emission then leaves out the land-use soil respiration, which 
 or, as seed 003 does, the standing storage (t C km⁻², against the full annual emission). Which one
 a run used is in every product's ``capacity`` attrs.
 
-Routing is global (a parcel may cross the domain), so it runs on one process on a grid of at most
-``routing_resolution`` (default 0.05°): finer grids are summed to it by area (t per cell) and their
-wind averaged, all lazily on dask; only the coarse fields (≈ 1 M cells for all China) are gathered.
+Routing is global (a parcel may cross the domain), so each year routes in one task on a grid of at
+most ``routing_resolution`` (default 0.05°): finer grids are summed to it by area (t per cell) and
+their wind averaged, all lazily on dask; a year's coarse fields (≈ 1 M cells for all China) are
+built, routed and kept on the worker that routes it, and only the tables come back.
 """
 from __future__ import annotations
 
@@ -156,13 +157,55 @@ def prevailing_sector(uas: xr.DataArray, vas: xr.DataArray, years, calm: float =
                         coords={"year": np.asarray(years), "lat": uas["lat"], "lon": uas["lon"]})
 
 
+ROUTED = ("absorbed", "throughput", "exported_from", "unabsorbed")
+_LONG = {"surplus": "surplus emission of the routing cell", "spare": "spare capacity of the "
+         "routing cell", "absorbed": "routed surplus absorbed in the cell",
+         "throughput": "routed surplus that entered the cell from upwind (the flow path)",
+         "exported_from": "routed surplus that left the domain from the cell",
+         "unabsorbed": "routed surplus left where it stands (calm, dead loops, max_steps)"}
+
+
+def _route_year(s, k, sector, regions, region_codes, labels, year, max_steps):
+    """One year's routing (a task on a worker): the year's grids as float32 (surplus, spare and
+    the four routed fields) and int8 sector, its totals row and its flow-matrix rows."""
+    s, k = np.asarray(s, "f8")[0], np.asarray(k, "f8")[0]
+    on = np.isfinite(s) & np.isfinite(k)
+    sec = np.where(on, np.asarray(sector)[0], -1).astype("i1")
+    r = kr.route_surplus(s, k, sec, regions=regions,
+                         region_codes=region_codes, max_steps=max_steps)
+    grids = np.stack([s, k] + [r[n] for n in ROUTED]).astype("f4")[:, None]
+    row = {"year": int(year), "surplus_t": r["surplus_total"], "absorbed_t": r["absorbed_total"],
+           **{f"exported_{e}_t": float(r["exported"][i]) for i, e in enumerate(kr.EDGES)},
+           "unabsorbed_t": r["unabsorbed_total"], "trapped_t": r["trapped"],
+           "in_transit_t": r["in_transit"], "steps": r["steps"],
+           "mass_balance_residual_t": r["surplus_total"] - r["absorbed_total"]
+           - r["exported_total"] - r["unabsorbed_total"]}
+    rows = []
+    if regions is not None:
+        m, exp_o, un_o = r["flow_matrix"], r["exported_by_origin"], r["unabsorbed_by_origin"]
+        for i, o in enumerate(labels):      # regions × regions, not pixels
+            if r["surplus_by_origin"][i] <= 0:
+                continue
+            rows += [(int(year), o, d, m[i, j]) for j, d in enumerate(labels) if m[i, j] > 0]
+            rows += [(int(year), o, f"exported {edge}", exp_o[i, e])
+                     for e, edge in enumerate(kr.EDGES) if exp_o[i, e] > 0]
+            if un_o[i] > 0:
+                rows.append((int(year), o, "unabsorbed", un_o[i]))
+    return grids, sec[None], row, rows
+
+
 def route_years(balance: xr.Dataset, uas: xr.DataArray, vas: xr.DataArray, regions_coarse,
                 region_codes, region_names, *, routing_resolution: float = 0.05,
                 max_steps: int | None = None, calm: float = 0.0):
     """Route each year's surplus downwind onto spare capacity (masses in t per routing cell).
 
+    Every year is one task (on the cluster's workers when there is one): the routing-grid fields
+    are summed lazily from the balance, routed where they are computed and kept there (persisted)
+    until the product is written; only the per-year totals and flow-matrix rows come back.
+
     Returns (dataset on the routing grid, per-year totals table, flow-matrix table)."""
     import dask
+    import dask.array as dsa
 
     fine = grid_of(balance)
     coarse, k = routing_grid(fine, routing_resolution)
@@ -175,63 +218,36 @@ def route_years(balance: xr.Dataset, uas: xr.DataArray, vas: xr.DataArray, regio
     u = coarse_mean(uas.isel(time=wind_years), fine, coarse, k)
     v = coarse_mean(vas.isel(time=wind_years), fine, coarse, k)
     sector = prevailing_sector(u, v, years, calm)
-    s_mass, k_mass, sector = dask.compute(s_mass, k_mass, sector)
-    shape = (years.size,) + coarse.shape
-    fields = {n: np.full(shape, np.nan) for n in ("absorbed", "throughput", "exported_from",
-                                                  "unabsorbed")}
-    rows, matrix_rows = [], []
+
+    def per_year(da_):        # one (1, ny, nx) block per year
+        return dsa.asarray(da_.data).rechunk((1, -1, -1)).to_delayed().ravel()
     labels = list(region_names) + ["(no region)"]
-    for y, year in enumerate(years):
-        s, kk = s_mass.values[y], k_mass.values[y]
-        sec = np.where(np.isfinite(s), sector.values[y], -1)
-        r = kr.route_surplus(s, kk, sec, regions=regions_coarse, region_codes=region_codes,
-                             max_steps=max_steps)
-        for n in fields:
-            fields[n][y] = r[n]
-        rows.append({"year": int(year), "surplus_t": r["surplus_total"],
-                     "absorbed_t": r["absorbed_total"],
-                     **{f"exported_{e}_t": float(r["exported"][i]) for i, e in
-                        enumerate(kr.EDGES)},
-                     "unabsorbed_t": r["unabsorbed_total"], "trapped_t": r["trapped"],
-                     "in_transit_t": r["in_transit"], "steps": r["steps"],
-                     "mass_balance_residual_t": r["surplus_total"] - r["absorbed_total"]
-                     - r["exported_total"] - r["unabsorbed_total"]})
-        if regions_coarse is None:
-            continue
-        m, exp_o, un_o = r["flow_matrix"], r["exported_by_origin"], r["unabsorbed_by_origin"]
-        for i, o in enumerate(labels):
-            if r["surplus_by_origin"][i] <= 0:
-                continue
-            for j, d in enumerate(labels):
-                if m[i, j] > 0:
-                    matrix_rows.append((int(year), o, d, m[i, j]))
-            for e, edge in enumerate(kr.EDGES):
-                if exp_o[i, e] > 0:
-                    matrix_rows.append((int(year), o, f"exported {edge}", exp_o[i, e]))
-            if un_o[i] > 0:
-                matrix_rows.append((int(year), o, "unabsorbed", un_o[i]))
-    coords = {"year": years, "lat": coarse.lat, "lon": coarse.lon}
-    long = {"surplus": "surplus emission of the routing cell", "spare": "spare capacity of the "
-            "routing cell", "absorbed": "routed surplus absorbed in the cell",
-            "throughput": "routed surplus that entered the cell from upwind (the flow path)",
-            "exported_from": "routed surplus that left the domain from the cell",
-            "unabsorbed": "routed surplus left where it stands (calm, dead loops, max_steps)"}
-    ds = xr.Dataset(coords=coords)
-    on = np.isfinite(s_mass.values) & np.isfinite(k_mass.values)
-    ds["sector"] = xr.DataArray(np.where(on, sector.values, -1).astype("i1"),
-                                dims=("year", "lat", "lon"),
-                                attrs={"long_name": "prevailing downwind sector of the year",
-                                       "flag_values": list(range(8)),
-                                       "flag_meanings": " ".join(kr.SECTORS),
-                                       "_note": "-1: calm or outside", "units": "1"})
-    for n, arr in (("surplus", s_mass.values), ("spare", k_mass.values), *fields.items()):
-        ds[n] = xr.DataArray(arr.astype("f4"), dims=("year", "lat", "lon"),
-                             attrs={"units": "t C yr-1", "long_name": long[n],
-                                    "cell_methods": "area: sum"})
+    if regions_coarse is not None:      # one key in the graph, shared by every year
+        regions_coarse = dask.delayed(np.asarray(regions_coarse).astype(
+            np.min_scalar_type(max(1, int(np.max(regions_coarse))))), pure=True)
+    tasks = [dask.delayed(_route_year, pure=True)(s_, k_, sec_, regions_coarse, region_codes,
+                                                  labels, int(year), max_steps)
+             for s_, k_, sec_, year in zip(per_year(s_mass), per_year(k_mass),
+                                           per_year(sector), years)]
+    tasks = dask.persist(*tasks)
+    small = dask.compute(*[t[2:] for t in tasks])
+    shape = (1,) + coarse.shape
+    grids = dsa.concatenate([dsa.from_delayed(t[0], (6,) + shape, np.float32) for t in tasks],
+                            axis=1)
+    sec = dsa.concatenate([dsa.from_delayed(t[1], shape, np.int8) for t in tasks], axis=0)
+    dims = ("year", "lat", "lon")
+    ds = xr.Dataset(coords={"year": years, "lat": coarse.lat, "lon": coarse.lon})
+    ds["sector"] = xr.DataArray(sec, dims=dims, attrs={
+        "long_name": "prevailing downwind sector of the year", "flag_values": list(range(8)),
+        "flag_meanings": " ".join(kr.SECTORS), "_note": "-1: calm or outside", "units": "1"})
+    for i, n in enumerate(("surplus", "spare") + ROUTED):
+        ds[n] = xr.DataArray(grids[i], dims=dims, attrs={
+            "units": "t C yr-1", "long_name": _LONG[n], "cell_methods": "area: sum"})
     ds.attrs.update({"routing_resolution_deg": coarse.res, "routing_factor": k,
                      **coarse.attrs()})
-    matrix = pd.DataFrame(matrix_rows, columns=["year", "origin", "destination", "mass_t"])
-    return ds, pd.DataFrame(rows), matrix
+    matrix = pd.DataFrame([r for _row, rows in small for r in rows],
+                          columns=["year", "origin", "destination", "mass_t"])
+    return ds, pd.DataFrame([row for row, _rows in small]), matrix
 
 
 # --- drivers ------------------------------------------------------------------------------------

@@ -297,7 +297,7 @@ def test_routing_conserves_mass_on_random_fields():
         s, k = rt.surplus_and_spare(e, c)
         sec = rng.integers(-1, 8, shape)
         reg = rng.integers(0, 6, shape)
-        r = rt.route_surplus(s, k, sec, regions=reg, region_codes=[1, 2, 3, 4, 5], region_batch=2)
+        r = rt.route_surplus(s, k, sec, regions=reg, region_codes=[1, 2, 3, 4, 5])
         total = np.nansum(s)
         err = total - (r["absorbed_total"] + r["exported_total"] + r["unabsorbed_total"])
         assert abs(err) <= 1e-12 * total
