@@ -1,8 +1,8 @@
 """Area-weighted means and totals of a flux by region masks, with true cell areas (SCIENCE.md §0, §4).
 
 mean flux [t C km⁻² a⁻¹ = g C m⁻² a⁻¹] = Σ F·A / Σ A over the region's valid (non-NaN) cells;
-total [Tg C a⁻¹] = Σ F·A × 1e-12. Reductions run chunk by chunk through flox; only the per-region
-sums come back to the client.
+total [Tg C a⁻¹] = Σ F·A × 1e-12. One task per variable and block computes every region set's sums
+(:func:`carbonsink.kernels.zonal.group_sums`); only the per-region sums come back to the client.
 
 The first rows of every table are the whole domain (``region_set`` "domain", ``region`` the
 domain's name: China, Three-River Headwaters, a basin file's name); region sets follow. A region set
@@ -19,6 +19,7 @@ from flox.xarray import xarray_reduce
 
 from . import units as u
 from .grid import grid_of
+from .kernels import zonal as kz
 from .regions import names as _names
 
 DOMAIN = "domain"   # region_set of the whole-domain rows
@@ -63,6 +64,23 @@ def _as_mask_sets(regions) -> dict[str, xr.DataArray]:
     return {str(k): v for k, v in dict(regions).items()}
 
 
+def _labels(mask, codes):
+    """Group index of each cell of an integer region mask (−1: no listed region)."""
+    m = np.asarray(mask).astype(np.int64, copy=False)
+    pos = np.clip(np.searchsorted(codes, m), 0, codes.size - 1)
+    return np.where(codes[pos] == m, pos, -1)
+
+
+def _zonal_block(f, area, *masks, codes):
+    """One block's Σ F·A and Σ A per (variable, year) and group: (V, T, 1, 1, 2, G)."""
+    f = np.asarray(f)
+    labels = [np.zeros(f.shape[-2] * f.shape[-1], np.int64)] if codes[0] is None else []
+    labels += [_labels(m, c).ravel() for m, c in zip(masks, codes[len(labels):])]
+    n = [1 if c is None else c.size for c in codes]
+    out = kz.group_sums(f.reshape(f.shape[:2] + (-1,)), np.asarray(area).ravel(), labels, n)
+    return out[:, :, None, None]
+
+
 def totals(flux: xr.DataArray, regions=None, *, domain: bool = True,
            domain_name: str | None = None) -> pd.DataFrame:
     """Per region and year: valid area (km²), area-weighted mean flux (t C km⁻² a⁻¹), total (Tg C a⁻¹).
@@ -72,57 +90,78 @@ def totals(flux: xr.DataArray, regions=None, *, domain: bool = True,
     ``domain_name``: the label of the whole-domain rows (default: the flux's ``domain_name`` attr,
     else "China").
     """
-    domain_name = domain_name or flux.attrs.get("domain_name") or "China"
-    if "units" not in flux.attrs:
-        raise ValueError(f"flux {flux.name!r} has no units attribute")
-    flux = u.convert(flux, flux.attrs["units"], "g m-2 yr-1")
-    if "year" not in flux.dims:
-        flux = flux.expand_dims(year=[0])
-    spatial = {d: c for d, c in (flux.chunksizes or {}).items() if d in ("lat", "lon")}
-    # one dask copy of the areas and masks shared by every reduction, not a numpy copy per task
-    area = cell_area_da(flux, chunks=spatial)
-    valid_area = area.where(flux.notnull(), 0.0)
-    weighted = (flux * area).fillna(0.0)
+    t = totals_many({str(flux.name or "flux"): flux}, regions, domain=domain,
+                    domain_name=domain_name)
+    return t.drop(columns="variable")
 
-    lazy = {}
-    if domain:
-        lazy[DOMAIN] = (weighted.sum(("lat", "lon")), valid_area.sum(("lat", "lon")))
-    for set_name, mask in _as_mask_sets(regions).items():
-        codes = region_names(mask)
-        mask = mask.reindex_like(flux, method=None)
+
+def totals_many(fluxes, regions=None, *, domain: bool = True, domain_name: str | None = None,
+                column: str = "variable") -> pd.DataFrame:
+    """:func:`totals` of several fluxes on one grid in one pass over the cells (one task per
+    variable and block computes every region set's sums; the blocks' sums are added in a tree):
+    one long table with the variable's name in ``column`` first."""
+    fluxes = dict(fluxes.data_vars.items() if isinstance(fluxes, xr.Dataset) else fluxes)
+    first = next(iter(fluxes.values()))
+    domain_name = domain_name or first.attrs.get("domain_name") or "China"
+    conv = {}
+    for name, flux in fluxes.items():
+        if "units" not in flux.attrs:
+            raise ValueError(f"flux {name!r} has no units attribute")
+        flux = u.convert(flux, flux.attrs["units"], "g m-2 yr-1")
+        if "year" not in flux.dims:
+            flux = flux.expand_dims(year=[0])
+        conv[name] = flux.transpose("year", "lat", "lon")
+    arrays = list(xr.align(*conv.values(), join="exact"))
+    ref = next((a for a in arrays if a.chunks is not None), None)
+    sets = _as_mask_sets(regions)
+    codes = ([None] if domain else []) + [np.array(sorted(region_names(m)), dtype=np.int64)
+                                          for m in sets.values()]
+    masks = []
+    for set_name, mask in sets.items():
+        mask = mask.reindex_like(first, method=None)
         if mask.isnull().any():
             raise ValueError(f"region mask {set_name!r} is not on the flux grid")
-        mask = mask.astype("int32").rename(f"__{set_name}")
-        mask = mask.chunk(spatial) if spatial else mask
-        expected = np.array(sorted(codes), dtype="int32")
-        red = dict(func="sum", expected_groups=expected, dim=("lat", "lon"), fill_value=0.0)
-        lazy[set_name] = (xarray_reduce(weighted, mask, **red),
-                          xarray_reduce(valid_area, mask, **red))
-    (computed,) = dask.compute(lazy)
-
-    frames = []
-    years = flux["year"].values
-    for set_name, (s, a) in computed.items():
-        s, a = np.asarray(s.transpose("year", ...).values), np.asarray(
-            a.transpose("year", ...).values)
-        if set_name == DOMAIN:
-            labels, s, a = [domain_name], s[:, None], a[:, None]
-            set_label = DOMAIN
-        else:
-            codes = region_names(_as_mask_sets(regions)[set_name])
-            labels = [codes[c] for c in sorted(codes)]
-            set_label = set_name
+        masks.append(mask.transpose("lat", "lon").astype("int32"))
+    if not codes:
+        raise ValueError("no region set and domain=False: nothing to total")
+    if ref is None:             # numpy-backed: one block
+        data = np.stack([np.asarray(a.values) for a in arrays])
+        sums = _zonal_block(data, grid_of(first).cell_area(), *[m.values for m in masks],
+                            codes=codes)[:, :, 0, 0]
+    else:
+        import dask.array as dsa
+        spatial = {"lat": ref.chunks[1], "lon": ref.chunks[2]}
+        data = dsa.stack([a.chunk(dict(zip(ref.dims, ref.chunks))).data for a in arrays])
+        area = cell_area_da(first, chunks={"lat": ref.chunks[1][0], "lon": ref.chunks[2][0]})
+        area = area.chunk(spatial).data
+        mdata = [m.chunk(spatial).data for m in masks]
+        g = sum(1 if c is None else c.size for c in codes)
+        chunks = data.chunks[:2] + tuple((1,) * len(c) for c in data.chunks[2:]) + ((2,), (g,))
+        blocks = dsa.map_blocks(_zonal_block, data, area, *mdata, codes=codes, dtype="f8",
+                                chunks=chunks, new_axis=[4, 5])
+        (sums,) = dask.compute(blocks.sum(axis=(2, 3)))
+    years = first["year"].values
+    set_labels = ([(DOMAIN, [domain_name])] if domain else []) + [
+        (name, [region_names(m)[c] for c in sorted(region_names(m))]) for name, m in sets.items()]
+    frames, off = [], 0
+    for set_label, labels in set_labels:
+        s, a = sums[:, :, 0, off:off + len(labels)], sums[:, :, 1, off:off + len(labels)]
+        off += len(labels)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(a > 0, s / a, np.nan)
-        frames.append(pd.DataFrame({
-            "region_set": set_label,
-            "region": np.tile(labels, len(years)),
-            "year": np.repeat(years, len(labels)),
-            "area_km2": (a * u.M2_TO_KM2).ravel(),
-            "mean_flux_t_km2": mean.ravel(),
-            "total_tg": (s * u.G_TO_TG).ravel(),
-        }))
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+        for v, name in enumerate(conv):
+            frames.append(pd.DataFrame({
+                column: name, "region_set": set_label,
+                "region": np.tile(labels, len(years)),
+                "year": np.repeat(years, len(labels)),
+                "area_km2": (a[v] * u.M2_TO_KM2).ravel(),
+                "mean_flux_t_km2": mean[v].ravel(),
+                "total_tg": (s[v] * u.G_TO_TG).ravel(),
+            }))
+    out = pd.concat(frames, ignore_index=True)
+    order = {n: i for i, n in enumerate(conv)}
+    out = out.sort_values(column, key=lambda c: c.map(order), kind="stable")
+    return out.reset_index(drop=True)[[column] + COLUMNS]
 
 
 def period_summary(table: pd.DataFrame) -> pd.DataFrame:

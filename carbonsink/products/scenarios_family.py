@@ -183,8 +183,18 @@ def _dataset(results, lulc, target_years) -> xr.Dataset:
 
 def _tables(results, staged: xr.Dataset, regions, domain_name) -> dict[str, bytes]:
     from .services_family import _sets
-    from ..zonal import totals
+    from ..zonal import totals_many
 
+    names = [r[0].name for r in results]
+    # every scenario's added sink and storage change, each in one pass over the cells
+    region_tot = {}
+    for var in ("added_sink", "stock_change"):
+        das = {n: staged[var].sel(scenario=n, drop=True) for n in names}
+        if var == "stock_change":
+            das = {n: da.expand_dims(year=[0]) for n, da in das.items()}
+        region_tot[var] = totals_many(
+            {n: da.assign_attrs(units="g m-2 yr-1") for n, da in das.items()}, _sets(regions),
+            domain_name=domain_name, column="scenario")
     proj, target, meas, reg = [], [], [], []
     for scen, _f, records, base, base_from, res, _d, _c in results:
         name = scen.name
@@ -206,13 +216,9 @@ def _tables(results, staged: xr.Dataset, regions, domain_name) -> dict[str, byte
                     row[f"added_{y}_{b}"] = res["added"][i, j, k]
             meas.append(row)
         for var, what in (("added_sink", "added sink"), ("stock_change", "storage change")):
-            da = staged[var].sel(scenario=name)
-            if var == "stock_change":
-                da = da.expand_dims(year=[0]).assign_attrs(units="g m-2 yr-1")
-            t = totals(da.assign_attrs(units="g m-2 yr-1"), _sets(regions),
-                       domain_name=domain_name)
-            t.insert(0, "quantity", what)
-            t.insert(0, "scenario", name)
+            t = region_tot[var]
+            t = t[t["scenario"] == name].reset_index(drop=True)
+            t.insert(1, "quantity", what)
             if var == "stock_change":
                 t["year"] = ""
             reg.append(t.rename(columns={"total_tg": "total_tg_c"}))

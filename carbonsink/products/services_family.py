@@ -66,15 +66,11 @@ def _domain_name(regions):
 def _long_totals(ds: xr.Dataset, variables, regions, *, factor: float = 1.0,
                  column: str = "variable") -> pd.DataFrame:
     """Totals of several density variables per region and year, one long table (Tg C [a-1])."""
-    from ..zonal import totals
+    from ..zonal import totals_many
 
-    frames = []
-    for v in variables:
-        da = (ds[v] * factor).assign_attrs(units="g m-2 yr-1")   # t km-2 = g m-2
-        t = totals(da, _sets(regions), domain_name=_domain_name(regions))
-        t.insert(0, column, v)
-        frames.append(t)
-    return pd.concat(frames, ignore_index=True)
+    fluxes = {v: (ds[v] * factor).assign_attrs(units="g m-2 yr-1")   # t km-2 = g m-2
+              for v in variables}
+    return totals_many(fluxes, _sets(regions), domain_name=_domain_name(regions), column=column)
 
 
 # --- storage ------------------------------------------------------------------------------------

@@ -76,14 +76,14 @@ def balance_table(ds: xr.Dataset, regions: xr.Dataset, domain_name: str) -> pd.D
     """Per region set, region and year: ΣE, ΣC (Tg C), ratio ΣE/ΣC, the region's flow
     min(ΣE, ΣC) and Σ of per-cell flows (Tg C), and the mean flow density (t C km⁻²)."""
     from ..regions import region_set_names
-    from ..zonal import totals
+    from ..zonal import totals_many
 
     sets = regions[region_set_names(regions)]
-
-    def tot(var):
-        da = ds[var].assign_attrs(units="g m-2 yr-1")   # t km-2 (a-1) = g m-2 (a-1)
-        return totals(da, sets, domain_name=domain_name)
-    e, c, f = tot("emission"), tot("capacity"), tot("flow")
+    # t km-2 (a-1) = g m-2 (a-1)
+    t = totals_many({v: ds[v].assign_attrs(units="g m-2 yr-1") for v in
+                     ("emission", "capacity", "flow")}, sets, domain_name=domain_name)
+    e, c, f = (t[t["variable"] == v].reset_index(drop=True) for v in
+               ("emission", "capacity", "flow"))
     out = e[["region_set", "region", "year", "area_km2"]].copy()
     out["emission_tg"] = e["total_tg"].to_numpy()
     out["capacity_tg"] = c["total_tg"].to_numpy()

@@ -89,3 +89,22 @@ def test_divisions_follow_the_documented_splits():
     assert at(41.0, 105.0) == div["Northwest"]      # western Inner Mongolia
     assert at(31.0, 100.5) == div["Qinghai-Tibet"]  # western Sichuan (Garzê)
     assert at(30.6, 104.0) == div["South"]          # Chengdu
+
+
+def test_totals_many_equals_one_variable_at_a_time():
+    from carbonsink.zonal import totals_many
+
+    rng = np.random.default_rng(1)
+    g = get_grid("0.5")
+    regions = region_masks("0.5")
+    a = _flux("0.5", rng.uniform(-50, 500, g.shape)).chunk({"lat": 25, "lon": 40, "year": 1})
+    b = (_flux("0.5", rng.uniform(0, 5, g.shape)) / 1000).assign_attrs(units="kg C m-2 a-1")
+    b = b.where(rng.random(g.shape) > 0.3).chunk({"lat": 25, "lon": 40, "year": 1})
+    both = totals_many({"a": a, "b": b}, regions, column="term")
+    assert list(both.columns[:2]) == ["term", "region_set"]
+    for name, da in (("a", a), ("b", b)):
+        one = both[both.term == name].drop(columns="term").reset_index(drop=True)
+        pd.testing.assert_frame_equal(one, totals(da, regions), rtol=1e-12)
+    # the partly-NaN flux counts only its valid cells' area
+    dom = both[(both.region_set == "domain") & (both.year == 2000)].set_index("term")
+    assert dom.loc["b", "area_km2"] < 0.75 * dom.loc["a", "area_km2"]
