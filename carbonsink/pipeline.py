@@ -215,18 +215,27 @@ def publish_canonical(store: Store, cfg: RunConfig, inputs: xr.Dataset, *, name:
                                         f"({inputs.attrs.get('title', name)})", **(extra or {})))
 
 
+def _tiles(cfg: RunConfig, p_in: Published) -> dict:
+    """The spatial tiles of published inputs (the chunks of their region masks and basins)."""
+    return cfg.grid_obj().chunks(p_in.record["dims"]["time"], target_mb=cfg.chunk_mb)
+
+
 def publish_regions(store: Store, cfg: RunConfig, ntime: int, *,
                     basins: xr.DataArray | None = None, progress: bool = False,
                     version: str | None = None, extra: dict | None = None,
                     name: str = "regions") -> Published:
     """The region masks (+ cell areas, + river basins if given) of the configured grid, in the same
     tiles as inputs of ``ntime`` months, published as ``inputs/<name>``."""
-    regions = region_masks(cfg.grid_obj(), cfg.domain_obj(), cfg.region_set_specs())
-    regions["cell_area"] = cell_area_da(regions)
+    chunks = cfg.grid_obj().chunks(ntime, target_mb=cfg.chunk_mb)
+    # tile by tile on the workers: no full-grid mask in the client or in the graph
+    regions = region_masks(cfg.grid_obj(), cfg.domain_obj(), cfg.region_set_specs(),
+                           chunks=chunks)
+    regions["cell_area"] = cell_area_da(regions, chunks=chunks)
     if basins is not None:
+        basins = basins.chunk(chunks)
         regions["basin"] = basins.where(regions["domain_mask"] > 0, 0).astype(basins.dtype) \
             .assign_attrs(basins.attrs)
-    regions = regions.chunk(cfg.grid_obj().chunks(ntime, target_mb=cfg.chunk_mb))
+    regions = regions.chunk(chunks)
     return store.publish(regions, "inputs", name, compute=make_compute(progress),
                          version=version,
                          record=_record(regions, cfg, "region masks (province, division, "
@@ -250,7 +259,8 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
         inputs = make_inputs(cfg.grid_obj(), cfg.years, seed=cfg.seed, target_mb=cfg.chunk_mb,
                              land=cfg.domain_obj())
         inputs.attrs.update(cfg.domain_obj().attrs(cfg.grid_obj()))
-        basins = synthetic_basins(cfg)
+        chunks = {d: inputs.chunksizes[d][0] for d in ("lat", "lon")}
+        basins = synthetic_basins(cfg, chunks)
 
         def ions(staged: xr.Dataset) -> dict[str, bytes]:
             # from the written inputs: the synthetic fields are drawn once, for the write only
@@ -258,7 +268,7 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
             if "lulc" in staged:    # the services' province statistics, consistent with them
                 from .synthetic_services import make_province_statistics
                 province = region_masks(cfg.grid_obj(), cfg.domain_obj(),
-                                        cfg.region_set_specs())["province"]
+                                        cfg.region_set_specs(), chunks=chunks)["province"]
                 out["province_statistics.csv"] = _csv(make_province_statistics(
                     staged, province.chunk(dict(zip(province.dims, [
                         staged.chunksizes["lat"], staged.chunksizes["lon"]]))), seed=cfg.seed))
@@ -270,7 +280,8 @@ def demo_inputs_step(store: Store, cfg: RunConfig, *, rebuild: str = "",
         log.info("%s %s is complete: reused", p_in.key, p_in.version)
 
     p_reg = regions_step(store, cfg, p_in, progress=progress,
-                         basins=lambda: synthetic_basins(cfg) if basins is None else basins)
+                         basins=lambda: synthetic_basins(cfg, _tiles(cfg, p_in)) if basins is None
+                         else basins)
     return p_in, p_reg
 
 
@@ -279,14 +290,16 @@ def domain_land(cfg: RunConfig):
     return None if cfg.domain == "china" else cfg.domain_obj().mask(cfg.grid_obj())
 
 
-def synthetic_basins(cfg: RunConfig):
+def synthetic_basins(cfg: RunConfig, chunks: dict | None = None):
     """The demo's synthetic river basins on the run's domain: 40, or a third of the domain's land
-    cells when it has fewer than 120 (a province at 1°)."""
+    cells when it has fewer than 120 (a province at 1°). ``chunks``: all China's basins tile by
+    tile (dask-backed); a smaller domain's are computed at once (its sites depend on its mask)."""
     land = domain_land(cfg)
     import numpy as np
 
     n = 40 if land is None else int(max(1, min(40, int((np.asarray(land) > 0).sum()) // 3)))
-    return make_basins(cfg.grid_obj(), n_basins=n, seed=cfg.seed, land=land)
+    return make_basins(cfg.grid_obj(), n_basins=n, seed=cfg.seed, land=land,
+                       chunks=chunks if land is None else None)
 
 
 def regions_name(inputs: str) -> str:
@@ -341,7 +354,7 @@ def published_inputs_step(store: Store, cfg: RunConfig, name: str, version: str 
         raise ConfigError(f"{p_in.key} {p_in.version} covers years {rec.get('years')}, the "
                           f"configuration asks for {list(cfg.years)}")
     if name == "synthetic":
-        basins = functools.partial(synthetic_basins, cfg)
+        basins = functools.partial(synthetic_basins, cfg, _tiles(cfg, p_in))
     else:
         basins = None
     return p_in, regions_step(store, cfg, p_in, basins=basins, progress=progress)

@@ -456,25 +456,20 @@ def _basin_sites(n_basins: int, seed: int, coarse: Grid | None = None,
     return np.asarray(sites)
 
 
-def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0,
-                land=None) -> xr.DataArray:
-    """Synthetic river basins: int32 (lat, lon) ids 1..n on China land (or the domain's mask
-    ``land`` on ``grid``, with sites inside it), 0 elsewhere.
+def _basin_tile(grid: Grid, rows, cols, site_vecs) -> np.ndarray:
+    """int32 basin ids of one tile of all-China ``grid`` (nearest site on China's land)."""
+    from .domains import get_domain
 
-    Each land cell belongs to the nearest of ``n_basins`` seeded sites (great-circle distance on a
-    gently warped sphere, so the divides curve). The sites are drawn from the counter-based noise
-    independently of the grid, so a seed gives the same basins on every grid preset; every basin
-    has at least one cell (its site's cell) on any preset.
-    """
-    grid = get_grid(grid)
-    if n_basins < 1:
-        raise ValueError(f"n_basins must be ≥ 1, got {n_basins}")
-    if land is None:
-        sites = _basin_sites(int(n_basins), int(seed))
-        land = _land(grid, None) > 0
-    else:
-        land = _land(grid, land) > 0
-        sites = _basin_sites(int(n_basins), int(seed), grid, land)
+    (i0, i1), (j0, j1) = rows, cols
+    tile = Grid(grid.res, grid.west + j0 * grid.res, grid.north - i1 * grid.res,
+                grid.west + j1 * grid.res, grid.north - i0 * grid.res)
+    land = get_domain(None).mask(tile, require=False) > 0
+    lon2, lat2 = np.meshgrid(grid.lon[j0:j1], grid.lat[i0:i1])
+    near = np.argmax(_unit_vectors(lon2, lat2) @ site_vecs.T, axis=-1) + 1
+    return np.where(land, near, 0).astype("int32")
+
+
+def _eager_basins(grid: Grid, sites, land, n_basins: int) -> np.ndarray:
     site_vecs = _unit_vectors(sites[:, 0], sites[:, 1])                  # (n, 3)
     ids = np.zeros(grid.shape, dtype="int32")
     step = max(1, 2_000_000 // grid.nlon)  # rows per block: bounded memory at 1 km
@@ -495,6 +490,59 @@ def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0,
         empty = sorted(set(range(1, n_basins + 1)) - set(np.unique(ids).tolist()))
     if empty:
         raise RuntimeError(f"basins {empty} have no cell on grid {grid.name}")
+    return ids
+
+
+def _ids_present(block) -> set:
+    return set(np.unique(block).tolist())
+
+
+def _tiled_basins(grid: Grid, site_vecs, chunks: dict, n_basins: int):
+    import dask
+    import dask.array as da
+
+    edges = [np.r_[0, np.cumsum(_split(grid.nlat, chunks["lat"]))],
+             np.r_[0, np.cumsum(_split(grid.nlon, chunks["lon"]))]]
+    ids = da.block([[da.from_delayed(dask.delayed(_basin_tile, pure=True)(
+        grid, (int(r0), int(r1)), (int(c0), int(c1)), site_vecs),
+        (int(r1 - r0), int(c1 - c0)), dtype="int32")
+        for c0, c1 in zip(edges[1][:-1], edges[1][1:])]
+        for r0, r1 in zip(edges[0][:-1], edges[0][1:])])
+    (ids,) = dask.persist(ids)
+    found = set().union(*dask.compute(*[dask.delayed(_ids_present)(b)
+                                        for b in ids.to_delayed().ravel()]))
+    empty = sorted(set(range(1, n_basins + 1)) - found)
+    if empty:
+        raise RuntimeError(f"basins {empty} have no cell on grid {grid.name}")
+    return ids
+
+
+def make_basins(grid: Grid | str = "0.1", n_basins: int = 40, seed: int = 0,
+                land=None, chunks: dict | None = None) -> xr.DataArray:
+    """Synthetic river basins: int32 (lat, lon) ids 1..n on China land (or the domain's mask
+    ``land`` on ``grid``, with sites inside it), 0 elsewhere.
+
+    Each land cell belongs to the nearest of ``n_basins`` seeded sites (great-circle distance on a
+    gently warped sphere, so the divides curve). The sites are drawn from the counter-based noise
+    independently of the grid, so a seed gives the same basins on every grid preset; every basin
+    has at least one cell (its site's cell) on any preset.
+    ``chunks`` ({"lat": n, "lon": m}, all China only): dask-backed, one task per tile (at 1 km
+    the ids of China are 23 M cells, which then stay out of the client and of task graphs).
+    """
+    grid = get_grid(grid)
+    if n_basins < 1:
+        raise ValueError(f"n_basins must be ≥ 1, got {n_basins}")
+    if land is None and chunks:
+        sites = _basin_sites(int(n_basins), int(seed))
+        ids = _tiled_basins(grid, _unit_vectors(sites[:, 0], sites[:, 1]), chunks, n_basins)
+    elif land is None:
+        sites = _basin_sites(int(n_basins), int(seed))
+        land = _land(grid, None) > 0
+    else:
+        land = _land(grid, land) > 0
+        sites = _basin_sites(int(n_basins), int(seed), grid, land)
+    if land is not None:
+        ids = _eager_basins(grid, sites, land, n_basins)
     names = [f"basin_{b:02d}" for b in range(1, n_basins + 1)]
     coords = {k: xr.Variable(*v) for k, v in grid.coords().items()}
     return xr.DataArray(ids, dims=("lat", "lon"), coords=coords, name="basin", attrs={

@@ -108,3 +108,32 @@ def test_totals_many_equals_one_variable_at_a_time():
     # the partly-NaN flux counts only its valid cells' area
     dom = both[(both.region_set == "domain") & (both.year == 2000)].set_index("term")
     assert dom.loc["b", "area_km2"] < 0.75 * dom.loc["a", "area_km2"]
+
+
+@pytest.mark.parametrize("grid, domain, chunks", [("0.5", None, {"lat": 16, "lon": 24}),
+                                                  ("0.1", "guizhou", {"lat": 16, "lon": 16}),
+                                                  ("0.25", "three-river-headwaters",
+                                                   {"lat": 64, "lon": 64})])
+def test_tiled_region_masks_equal_the_whole_grid(grid, domain, chunks):
+    """Masks rasterised tile by tile (no full-grid array in the client) are the whole-grid masks
+    cell for cell, with the same regions listed and the same attrs."""
+    sets = ["province", "division", "karst_region", "yangtze_reach"]
+    whole = region_masks(grid, domain, sets)
+    tiled = region_masks(grid, domain, sets, chunks=chunks)
+    assert list(tiled.data_vars) == list(whole.data_vars)
+    assert tiled.attrs == whole.attrs
+    for v in whole.data_vars:
+        assert tiled[v].chunks is not None
+        np.testing.assert_array_equal(tiled[v].values, whole[v].values)
+        assert tiled[v].dtype == whole[v].dtype or v != "domain_mask"
+        assert tiled[v].attrs == whole[v].attrs, v
+
+
+def test_tiled_basins_equal_the_whole_grid():
+    from carbonsink.synthetic import make_basins
+
+    whole = make_basins("0.5", n_basins=40, seed=0)
+    tiled = make_basins("0.5", n_basins=40, seed=0, chunks={"lat": 20, "lon": 32})
+    assert tiled.chunks is not None
+    np.testing.assert_array_equal(tiled.values, whole.values)
+    assert tiled.attrs == whole.attrs
