@@ -12,7 +12,8 @@ strength I = ½(4Ca + 4Mg + Na + K + HCO₃ + 4SO₄ + Cl) [mol L⁻¹] from
 Basin means are **area-weighted with true cell areas** (SCIENCE.md §0, :func:`carbonsink.zonal.
 cell_area_da`) over the cells of the basin where all four predictors are valid, so every predictor of
 a row describes the same area; a 1° cell at 53°N counts 0.7× a cell at 30°N. They are reduced chunk by
-chunk with flox on whatever dask scheduler is active; only the (year × basin) sums come back.
+chunk (one task per predictor and block) on whatever dask scheduler is active; only the
+(year × basin) sums come back.
 
 **Forest size by cross-validation.** Unless the caller fixes ``n_estimators``, the number of trees
 is chosen by the CV itself (:func:`train_ionic_strength`). Each fold's forest is fitted once with
@@ -216,39 +217,31 @@ def basin_predictors(inputs: xr.Dataset, basins: xr.DataArray) -> pd.DataFrame:
 
     ``basins``: integer (lat, lon) mask, 0 outside every basin, ids in ``flag_values`` (or, without
     attrs, the ids present). Mean = Σ X·A / Σ A over the basin's cells where all four predictors are
-    valid, A the true cell area. Reduced lazily with flox on the active dask scheduler (a distributed
-    client if one is active); a basin with no valid cell in a year gets NaN.
+    valid, A the true cell area. Block sums (:func:`carbonsink.zonal.zonal_sums`) on the active
+    dask scheduler (a distributed client if one is active); a basin with no valid cell in a year
+    gets NaN.
     """
-    from flox.xarray import xarray_reduce
-
-    from .zonal import cell_area_da
+    from .zonal import zonal_sums
 
     fields = annual_predictors(inputs)
     _check_same_grid(basins, fields)
     ids = basins.attrs.get("flag_values")
     ids = np.array(sorted(int(i) for i in ids) if ids is not None
                    else sorted(_basin_ids_on_grid(basins)), dtype="int32")
-    spatial = {d: c for d, c in (fields.chunksizes or {}).items() if d in ("lat", "lon")}
-    area = cell_area_da(fields, chunks=spatial)
-    mask = basins.astype("int32").rename("basin_id").assign_coords(lat=fields.lat, lon=fields.lon)
-    if spatial:
-        mask = mask.chunk(spatial)
     valid = fields["pr"].notnull()
     for v in PREDICTORS[1:]:
         valid = valid & fields[v].notnull()
-    w = area.where(valid, 0.0)
-    sums = xr.Dataset({v: (fields[v] * w).fillna(0.0) for v in PREDICTORS})
-    sums["area"] = w
-    red = xarray_reduce(sums, mask, func="sum", expected_groups=ids, dim=("lat", "lon"),
-                        fill_value=0.0)
-    (red,) = dask.compute(red)
-    red = red.transpose("year", "basin_id")
-    a = red["area"].values
-    out = {"basin_id": np.tile(ids.astype("i8"), red.sizes["year"]),
-           "year": np.repeat(red["year"].values.astype("i8"), ids.size)}
+    # every predictor NaN where any is: one valid area, the same for all four
+    mask = basins.assign_coords(lat=fields.lat, lon=fields.lon)
+    sums = zonal_sums({v: fields[v].where(valid) for v in PREDICTORS}, {"basin": (mask, ids)},
+                      domain=False)                                  # (4, year, 2, basin)
+    a = sums[0, :, 1, :]
+    years = fields["year"].values
+    out = {"basin_id": np.tile(ids.astype("i8"), years.size),
+           "year": np.repeat(years.astype("i8"), ids.size)}
     with np.errstate(invalid="ignore", divide="ignore"):
-        for v in PREDICTORS:
-            out[v] = np.where(a > 0, red[v].values / a, np.nan).ravel()
+        for k, v in enumerate(PREDICTORS):
+            out[v] = np.where(a > 0, sums[k, :, 0, :] / a, np.nan).ravel()
     df = pd.DataFrame(out)
     df.attrs["units"] = {v: PREDICTOR_ATTRS[v]["units"] for v in PREDICTORS}
     df.attrs["method"] = ("area-weighted (true cell areas) basin-year means over cells where all "

@@ -15,7 +15,6 @@ import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
-from flox.xarray import xarray_reduce
 
 from . import units as u
 from .grid import grid_of
@@ -95,6 +94,43 @@ def totals(flux: xr.DataArray, regions=None, *, domain: bool = True,
     return t.drop(columns="variable")
 
 
+def zonal_sums(fields: dict, masks: dict, *, domain: bool = True) -> np.ndarray:
+    """Σ X·A and the valid area Σ A (m²) of each (year, lat, lon) field per year and group, in one
+    pass: (n_fields, n_years, 2, n_groups), the groups being the whole grid (``domain``) then
+    each mask's codes in the order given. ``masks``: name → (integer mask, codes). Dask-backed
+    fields give one task per field and block and a tree sum of the blocks' sums."""
+    arrays = [a.transpose("year", "lat", "lon") for a in
+              xr.align(*fields.values(), join="exact")]
+    first = arrays[0]
+    ref = next((a for a in arrays if a.chunks is not None), None)
+    codes = ([None] if domain else []) + [np.asarray(c, dtype=np.int64)
+                                          for _m, c in masks.values()]
+    if not codes:
+        raise ValueError("no region set and domain=False: nothing to sum")
+    mask_arrays = []
+    for set_name, (mask, _c) in masks.items():
+        mask = mask.reindex_like(first, method=None)
+        if mask.isnull().any():
+            raise ValueError(f"region mask {set_name!r} is not on the flux grid")
+        mask_arrays.append(mask.transpose("lat", "lon").astype("int32"))
+    if ref is None:             # numpy-backed: one block
+        data = np.stack([np.asarray(a.values) for a in arrays])
+        return _zonal_block(data, grid_of(first).cell_area(), *[m.values for m in mask_arrays],
+                            codes=codes)[:, :, 0, 0]
+    import dask.array as dsa
+    spatial = {"lat": ref.chunks[1], "lon": ref.chunks[2]}
+    data = dsa.stack([a.chunk(dict(zip(ref.dims, ref.chunks))).data for a in arrays])
+    area = cell_area_da(first, chunks={"lat": ref.chunks[1][0], "lon": ref.chunks[2][0]})
+    area = area.chunk(spatial).data
+    mdata = [m.chunk(spatial).data for m in mask_arrays]
+    g = sum(1 if c is None else c.size for c in codes)
+    chunks = data.chunks[:2] + tuple((1,) * len(c) for c in data.chunks[2:]) + ((2,), (g,))
+    blocks = dsa.map_blocks(_zonal_block, data, area, *mdata, codes=codes, dtype="f8",
+                            chunks=chunks, new_axis=[4, 5])
+    (sums,) = dask.compute(blocks.sum(axis=(2, 3)))
+    return sums
+
+
 def totals_many(fluxes, regions=None, *, domain: bool = True, domain_name: str | None = None,
                 column: str = "variable") -> pd.DataFrame:
     """:func:`totals` of several fluxes on one grid in one pass over the cells (one task per
@@ -111,36 +147,10 @@ def totals_many(fluxes, regions=None, *, domain: bool = True, domain_name: str |
         if "year" not in flux.dims:
             flux = flux.expand_dims(year=[0])
         conv[name] = flux.transpose("year", "lat", "lon")
-    arrays = list(xr.align(*conv.values(), join="exact"))
-    ref = next((a for a in arrays if a.chunks is not None), None)
     sets = _as_mask_sets(regions)
-    codes = ([None] if domain else []) + [np.array(sorted(region_names(m)), dtype=np.int64)
-                                          for m in sets.values()]
-    masks = []
-    for set_name, mask in sets.items():
-        mask = mask.reindex_like(first, method=None)
-        if mask.isnull().any():
-            raise ValueError(f"region mask {set_name!r} is not on the flux grid")
-        masks.append(mask.transpose("lat", "lon").astype("int32"))
-    if not codes:
-        raise ValueError("no region set and domain=False: nothing to total")
-    if ref is None:             # numpy-backed: one block
-        data = np.stack([np.asarray(a.values) for a in arrays])
-        sums = _zonal_block(data, grid_of(first).cell_area(), *[m.values for m in masks],
-                            codes=codes)[:, :, 0, 0]
-    else:
-        import dask.array as dsa
-        spatial = {"lat": ref.chunks[1], "lon": ref.chunks[2]}
-        data = dsa.stack([a.chunk(dict(zip(ref.dims, ref.chunks))).data for a in arrays])
-        area = cell_area_da(first, chunks={"lat": ref.chunks[1][0], "lon": ref.chunks[2][0]})
-        area = area.chunk(spatial).data
-        mdata = [m.chunk(spatial).data for m in masks]
-        g = sum(1 if c is None else c.size for c in codes)
-        chunks = data.chunks[:2] + tuple((1,) * len(c) for c in data.chunks[2:]) + ((2,), (g,))
-        blocks = dsa.map_blocks(_zonal_block, data, area, *mdata, codes=codes, dtype="f8",
-                                chunks=chunks, new_axis=[4, 5])
-        (sums,) = dask.compute(blocks.sum(axis=(2, 3)))
-    years = first["year"].values
+    sums = zonal_sums(conv, {k: (m, sorted(region_names(m))) for k, m in sets.items()},
+                      domain=domain)
+    years = next(iter(conv.values()))["year"].values
     set_labels = ([(DOMAIN, [domain_name])] if domain else []) + [
         (name, [region_names(m)[c] for c in sorted(region_names(m))]) for name, m in sets.items()]
     frames, off = [], 0
@@ -177,35 +187,36 @@ def category_areas(categories: xr.DataArray, regions=None, *, domain: bool = Tru
 
     ``categories``: integer codes with flag_values and flag_meanings (or region_names) attrs, 0 =
     no data — e.g. ``change_class`` or ``dominant_factor``. Returns region_set, region, category,
-    area_km2 and share_pct (of the region's classified area).
+    area_km2 and share_pct (of the region's classified area). One pass over the cells: the
+    region × category pairs are the groups of :func:`zonal_sums`.
     """
     domain_name = domain_name or categories.attrs.get("domain_name") or "China"
     cat_names = region_names(categories)
-    cat_codes = np.array(sorted(cat_names), dtype="int32")
-    spatial = {d: c for d, c in (categories.chunksizes or {}).items() if d in ("lat", "lon")}
-    area = cell_area_da(categories, chunks=spatial)
-    cats = categories.fillna(0).astype("int32").rename("__category")
-    lazy = {}
-    if domain:
-        lazy[DOMAIN] = xarray_reduce(area, cats, func="sum", expected_groups=cat_codes,
-                                         dim=("lat", "lon"), fill_value=0.0)
+    cat_codes = np.array(sorted(cat_names), dtype=np.int64)
+    k = int(cat_codes.max()) + 1
+    cats = categories.fillna(0).astype("int32")
+    one = xr.ones_like(cats, dtype="f4").expand_dims(year=[0])
     sets = _as_mask_sets(regions)
+    masks = {}
+    if domain:
+        masks[DOMAIN] = (cats, cat_codes)
     for set_name, mask in sets.items():
-        codes = np.array(sorted(region_names(mask)), dtype="int32")
-        mask = mask.astype("int32").rename(f"__{set_name}")
-        mask = mask.chunk(spatial) if spatial else mask
-        lazy[set_name] = xarray_reduce(area, mask, cats, func="sum",
-                                       expected_groups=(codes, cat_codes), dim=("lat", "lon"),
-                                       fill_value=0.0)
-    (computed,) = dask.compute(lazy)
-    rows = []
-    for set_name, arr in computed.items():
+        codes = np.array(sorted(region_names(mask)), dtype=np.int64)
+        mask = mask.reindex_like(cats, method=None)
+        if mask.isnull().any():
+            raise ValueError(f"region mask {set_name!r} is not on the class map's grid")
+        pair = mask.astype("int64") * k + cats        # region code × category code
+        masks[set_name] = (pair, (codes[:, None] * k + cat_codes[None, :]).ravel())
+    area = zonal_sums({"one": one}, masks, domain=False)[0, 0, 1]
+    rows, off = [], 0
+    for set_name in masks:
         if set_name == DOMAIN:
-            labels, values = [domain_name], np.asarray(arr.values)[None, :]
+            labels = [domain_name]
         else:
             names_ = region_names(sets[set_name])
             labels = [names_[c] for c in sorted(names_)]
-            values = np.asarray(arr.values)
+        values = area[off:off + len(labels) * cat_codes.size].reshape(len(labels), -1)
+        off += values.size
         for label, row in zip(labels, values):
             total = row.sum()
             for code, a in zip(cat_codes, row):

@@ -137,3 +137,36 @@ def test_tiled_basins_equal_the_whole_grid():
     assert tiled.chunks is not None
     np.testing.assert_array_equal(tiled.values, whole.values)
     assert tiled.attrs == whole.attrs
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_category_areas_equal_pandas_groupby(chunked):
+    """Class areas per region: the region × class pairs summed with true cell areas, against a
+    pandas groupby of the cells."""
+    from carbonsink.zonal import category_areas
+
+    g = get_grid("0.5")
+    rng = np.random.default_rng(5)
+    cats = rng.integers(0, 4, g.shape).astype("f4")          # 0 = no data
+    cats[rng.random(g.shape) < 0.1] = np.nan
+    da = xr.DataArray(cats, dims=("lat", "lon"), coords={"lat": g.lat, "lon": g.lon},
+                      attrs={"flag_values": [1, 2, 3], "flag_meanings": "low mid high"})
+    regions = region_masks("0.5")[["division"]]
+    if chunked:
+        da = da.chunk({"lat": 20, "lon": 30})
+    t = category_areas(da, regions)
+    area = g.cell_area() / 1e6
+    div = regions["division"].values
+    names_ = names(regions["division"])
+    df = pd.DataFrame({"c": cats.ravel(), "d": div.ravel(), "a": area.ravel()})
+    df = df[df.c.isin([1, 2, 3])]
+    dom = df.groupby("c").a.sum()
+    got = t[t.region_set == "domain"].set_index("category").area_km2
+    np.testing.assert_allclose(got[["low", "mid", "high"]].to_numpy(), dom.to_numpy(), rtol=1e-12)
+    by = df[df.d > 0].groupby(["d", "c"]).a.sum()
+    for (d, c), a in by.items():
+        row = t[(t.region_set == "division") & (t.region == names_[d]) &
+                (t.category == ["low", "mid", "high"][int(c) - 1])]
+        assert row.area_km2.iloc[0] == pytest.approx(a, rel=1e-12)
+    shares = t[t.region_set == "division"].groupby("region").share_pct.sum()
+    np.testing.assert_allclose(shares.to_numpy(), 100.0)
