@@ -19,6 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 YEARS = (2000, 2004)
 PRODUCTS = ("nep", "nep_pei", "karst", "sink")
+# beyond the area difference: measured 0.0–0.25 % for NEP and the sink, 0.0–0.7 % for karst (its
+# forest is trained on 0.05° or 0.01° basin means, and explains little on one province)
+TOL = {"nep": 0.01, "nep_pei": 0.01, "sink": 0.01, "karst": 0.02}
 
 
 def _domain_totals(store, published) -> dict[str, pd.DataFrame]:
@@ -60,15 +63,15 @@ def test_guizhou_at_1km_totals_match_005(tmp_path):
     # Guizhou is about 176 000 km²; the two grids' coverage of its outline differs by edge cells
     assert 1.6e5 < area_f.mean() < 1.9e5
     d_area = np.abs(area_f / area_c - 1.0)
-    assert d_area.max() < 0.02
+    assert d_area.max() < 0.005                         # measured 0.07 %
     for name in PRODUCTS:
         c = coarse[name].loc[years, "total_tg"].to_numpy()
         f = fine[name].loc[years, "total_tg"].to_numpy()
         assert np.all(np.isfinite(f)) and np.all(np.abs(f) > 0), name
         rel = np.abs(f / c - 1.0)
-        tol = d_area + 0.05
+        tol = d_area + TOL[name]
         assert np.all(rel <= tol), (name, rel, tol)
-        # the mean flux (total over area) agrees more closely than the totals' area term allows
+        # the mean flux (total over area)
         mc = coarse[name].loc[years, "mean_flux_t_km2"].to_numpy()
         mf = fine[name].loc[years, "mean_flux_t_km2"].to_numpy()
-        assert np.all(np.abs(mf / mc - 1.0) <= 0.05), (name, mf, mc)
+        assert np.all(np.abs(mf / mc - 1.0) <= TOL[name]), (name, mf, mc)
