@@ -120,6 +120,18 @@ class Grid:
     def shape(self) -> tuple[int, int]:
         return (self.nlat, self.nlon)
 
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> "Grid":
+        """The grid of rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` of this one."""
+        (i0, i1), (j0, j1) = rows, cols
+        return Grid(self.res, self.west + j0 * self.res, self.north - i1 * self.res,
+                    self.west + j1 * self.res, self.north - i0 * self.res)
+
+    def tile_edges(self, chunks: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column edges of the tiles of ``chunks`` ({"lat": n, "lon": m}); the last tile
+        of each axis may be smaller."""
+        return (np.r_[0:self.nlat:chunks["lat"], self.nlat],
+                np.r_[0:self.nlon:chunks["lon"], self.nlon])
+
     @cached_property
     def lat(self) -> np.ndarray:
         """Cell-centre latitudes, north → south."""

@@ -301,9 +301,7 @@ def _restrict(mask: xr.DataArray, inside: np.ndarray | None) -> xr.DataArray | N
 def _mask_tile(grid: Grid, rows, cols, dom, specs) -> np.ndarray:
     """int16 (n_sets + 1, rows, cols): each set's codes inside the domain, then the domain mask,
     of one tile of ``grid`` (rasterised for the tile only)."""
-    (i0, i1), (j0, j1) = rows, cols
-    tile = Grid(grid.res, grid.west + j0 * grid.res, grid.north - i1 * grid.res,
-                grid.west + j1 * grid.res, grid.north - i0 * grid.res)
+    tile = grid.window(rows, cols)
     inside = dom.mask(tile, require=False) > 0
     out = np.zeros((len(specs) + 1,) + tile.shape, dtype="int16")
     for k, spec in enumerate(specs):
@@ -328,10 +326,7 @@ def _tiled_region_masks(grid: Grid, dom, sets, chunks: dict) -> xr.Dataset:
     # the sets' names and attrs do not depend on the grid: read them off the 1° China grid
     coarse = get_grid("1")
     masks0 = [_set_mask(s if isinstance(s, str) else dict(s), coarse) for s in specs]
-    edges = [np.r_[0, np.cumsum([min(chunks["lat"], grid.nlat - k)
-                                 for k in range(0, grid.nlat, chunks["lat"])])],
-             np.r_[0, np.cumsum([min(chunks["lon"], grid.nlon - k)
-                                 for k in range(0, grid.nlon, chunks["lon"])])]]
+    edges = grid.tile_edges(chunks)
     blocks = []
     for r0, r1 in zip(edges[0][:-1], edges[0][1:]):
         blocks.append([dsa.from_delayed(

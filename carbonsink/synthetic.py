@@ -214,9 +214,7 @@ def _tile_fields(grid: Grid, rows: tuple[int, int], cols: tuple[int, int], years
     30 MiB chunk when all years were drawn at once)."""
     (i0, i1), (j0, j1) = rows, cols
     if not isinstance(land, np.ndarray):
-        tile_grid = Grid(grid.res, grid.west + j0 * grid.res, grid.north - i1 * grid.res,
-                         grid.west + j1 * grid.res, grid.north - i0 * grid.res)
-        land = land.mask(tile_grid, require=False)
+        land = land.mask(grid.window(rows, cols), require=False)
     on = land > 0
     di, dj = _offsets(grid)
     tile = _Tile(grid.lat[i0:i1], grid.lon[j0:j1], seed, i0 + di, j0 + dj)
@@ -233,10 +231,6 @@ def _tile_fields(grid: Grid, rows: tuple[int, int], cols: tuple[int, int], years
         from .synthetic_services import tile_services
         out.update(tile_services(tile, years, on, grid.res))
     return out
-
-
-def _split(n: int, size: int) -> list[int]:
-    return [min(size, n - k) for k in range(0, n, size)]
 
 
 def _land(grid: Grid, land) -> np.ndarray:
@@ -276,8 +270,7 @@ def make_inputs(grid: Grid | str = "0.1", years=(2000, 2020), seed: int = 0,
     else:
         domain = get_domain(land)
         land_of = lambda r, c: domain  # noqa: E731
-    edges = [np.r_[0, np.cumsum(_split(grid.nlat, chunks["lat"]))],
-             np.r_[0, np.cumsum(_split(grid.nlon, chunks["lon"]))]]
+    edges = grid.tile_edges(chunks)
     tasks = [[dask.delayed(_tile_fields, pure=True)(
         grid, (int(r0), int(r1)), (int(c0), int(c1)), yrs, seed, land_of((r0, r1), (c0, c1)),
         bool(services))
@@ -461,9 +454,7 @@ def _basin_tile(grid: Grid, rows, cols, site_vecs) -> np.ndarray:
     from .domains import get_domain
 
     (i0, i1), (j0, j1) = rows, cols
-    tile = Grid(grid.res, grid.west + j0 * grid.res, grid.north - i1 * grid.res,
-                grid.west + j1 * grid.res, grid.north - i0 * grid.res)
-    land = get_domain(None).mask(tile, require=False) > 0
+    land = get_domain(None).mask(grid.window(rows, cols), require=False) > 0
     lon2, lat2 = np.meshgrid(grid.lon[j0:j1], grid.lat[i0:i1])
     near = np.argmax(_unit_vectors(lon2, lat2) @ site_vecs.T, axis=-1) + 1
     return np.where(land, near, 0).astype("int32")
@@ -501,8 +492,7 @@ def _tiled_basins(grid: Grid, site_vecs, chunks: dict, n_basins: int):
     import dask
     import dask.array as da
 
-    edges = [np.r_[0, np.cumsum(_split(grid.nlat, chunks["lat"]))],
-             np.r_[0, np.cumsum(_split(grid.nlon, chunks["lon"]))]]
+    edges = grid.tile_edges(chunks)
     ids = da.block([[da.from_delayed(dask.delayed(_basin_tile, pure=True)(
         grid, (int(r0), int(r1)), (int(c0), int(c1)), site_vecs),
         (int(r1 - r0), int(c1 - c0)), dtype="int32")
